@@ -1,0 +1,47 @@
+# pymotor: `make demo` and `make test` each set up .venv (if missing), install every
+# dependency, build the C++ extension and then run.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+STAMP  := $(VENV)/.pymotor-installed
+SOURCES := $(shell git ls-files csrc CMakeLists.txt pyproject.toml 2>/dev/null)
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: all install demo test test-all bench clean
+all: install
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.deps-installed: $(VENV)/bin/python pyproject.toml constraints.txt
+	$(PIP) install -c constraints.txt "torch==2.13.0" "scikit-build-core>=0.10" "pybind11>=2.12" "numpy>=2" ninja
+	$(PIP) install -c constraints.txt "numpy>=2" "scipy>=1.11" "ase>=3.23" "h5py>=3.9" "tqdm>=4.60" \
+	    "matplotlib>=3.7" "rdkit>=2023.9" "tblite>=0.4" "xtb>=22.1" \
+	    "sympy>=1.13" pyyaml "hydra-core>=1.1" "pytorch_lightning>=2" torchmetrics hydra-colorlog rich \
+	    fasteners dirsync torch-ema "matscipy>=1.1" tensorboard tensorboardX protobuf progressbar vesin \
+	    "pytest>=8" "pytest-benchmark>=5" "MDAnalysis>=2.7" "mdtraj>=1.10"
+	$(PIP) install --no-deps --ignore-requires-python "schnetpack==2.2.0"
+	touch $@
+
+$(STAMP): $(VENV)/.deps-installed $(SOURCES)
+	$(PIP) install -c constraints.txt --no-build-isolation --no-deps -e .
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/pymotor demo $(DEMO_ARGS)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-all: install
+	$(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+bench: install
+	$(PY) -m pytest bench --benchmark-only --benchmark-autosave --benchmark-storage=.benchmarks \
+	    $$(ls .benchmarks/*/*.json >/dev/null 2>&1 && echo --benchmark-compare --benchmark-compare-fail=median:25%) $(BENCH_ARGS)
+
+clean:
+	rm -rf build $(VENV) *.egg-info
