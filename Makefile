@@ -25,7 +25,7 @@ $(VENV)/.deps-installed: $(VENV)/bin/python pyproject.toml constraints.txt
 	touch $@
 
 $(STAMP): $(VENV)/.deps-installed $(SOURCES)
-	$(PIP) install -c constraints.txt --no-build-isolation --no-deps -e .
+	flock /tmp/pymotor-build.lock $(PIP) install -c constraints.txt --no-build-isolation --no-deps -e .
 	touch $@
 
 install: $(STAMP)

@@ -1,0 +1,13 @@
+// The pybind11 module pymotor._core: numpy in, numpy out; C++ exceptions become Python errors.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+void bind_md(py::module_& m);        // bind_md.cpp: state, potentials, integrators, MD loop
+void bind_analysis(py::module_& m);  // bind_analysis.cpp: trajectory analysis kernels
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "pymotor C++ core (internal units: Angstrom, fs, amu, eV)";
+  bind_md(m);
+  bind_analysis(m);
+}
