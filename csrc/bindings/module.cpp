@@ -8,6 +8,9 @@ void bind_analysis(py::module_& m);  // bind_analysis.cpp: trajectory analysis k
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "pymotor C++ core (internal units: Angstrom, fs, amu, eV)";
+#ifdef PYMOTOR_TORCH_VERSION
+  m.attr("TORCH_VERSION") = PYMOTOR_TORCH_VERSION;
+#endif
   bind_md(m);
   bind_analysis(m);
 }

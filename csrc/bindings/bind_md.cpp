@@ -1,0 +1,253 @@
+// Bindings of the MD engine: potentials, neighbour lists and the Simulation (state +
+// integrator). numpy arrays in and out; the MD loop and model calls run without the GIL.
+#include <ATen/Parallel.h>
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+
+#include "pymotor/md_loop.hpp"
+#include "pymotor/neighbors.hpp"
+#include "pymotor/potential.hpp"
+#include "pymotor/torch_potential.hpp"
+#include "pymotor/units.hpp"
+
+namespace py = pybind11;
+using namespace pymotor;
+
+namespace {
+
+using darray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+using iarray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+
+template <typename T>
+py::array_t<T> to_numpy(const std::vector<T>& v, std::vector<py::ssize_t> shape) {
+  py::array_t<T> a(shape);
+  if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
+  return a;
+}
+
+std::vector<double> to_vector(const darray& a, size_t expected, const char* what) {
+  if (static_cast<size_t>(a.size()) != expected)
+    throw std::invalid_argument(std::string(what) + ": expected " + std::to_string(expected) + " values, got " +
+                                std::to_string(a.size()));
+  return std::vector<double>(a.data(), a.data() + a.size());
+}
+
+// Energies and forces of (R, N, 3) positions through any potential, without the GIL.
+py::tuple compute(Potential& p, const darray& positions) {
+  if (positions.ndim() != 3 || positions.shape(2) != 3)
+    throw std::invalid_argument("positions must be an (n_replicas, n_atoms, 3) array");
+  const int R = static_cast<int>(positions.shape(0)), N = static_cast<int>(positions.shape(1));
+  std::vector<double> x(positions.data(), positions.data() + positions.size()), e(R), f(x.size());
+  {
+    py::gil_scoped_release release;
+    p.compute(x.data(), R, N, e.data(), f.data());
+  }
+  return py::make_tuple(to_numpy(e, {R}), to_numpy(f, {R, N, 3}));
+}
+
+// A Python function f(positions (R,N,3) Angstrom) -> (energy (R,) eV, forces (R,N,3) eV/Angstrom).
+CallbackPotential::Function wrap_callback(py::function fn) {
+  auto holder = std::make_shared<py::function>(std::move(fn));
+  return [holder](const double* x, int R, int N, double* e, double* f) {
+    py::gil_scoped_acquire gil;
+    try {
+      py::array_t<double> pos({R, N, 3});
+      std::memcpy(pos.mutable_data(), x, sizeof(double) * R * N * 3);
+      py::object res = (*holder)(pos);
+      py::sequence seq = res.cast<py::sequence>();
+      if (seq.size() != 2) throw std::runtime_error("the force callback must return (energy, forces)");
+      darray en(seq[0]), fo(seq[1]);
+      if (en.size() != R) throw std::runtime_error("the force callback returned " + std::to_string(en.size()) +
+                                                   " energies for " + std::to_string(R) + " replicas");
+      if (fo.size() != static_cast<py::ssize_t>(R) * N * 3)
+        throw std::runtime_error("the force callback returned forces of the wrong size");
+      std::memcpy(e, en.data(), sizeof(double) * R);
+      std::memcpy(f, fo.data(), sizeof(double) * R * N * 3);
+    } catch (py::error_already_set& err) {
+      throw std::runtime_error(err.what());
+    }
+  };
+}
+
+// State + potential + integrator (+ thermostat): what run_md drives chunk by chunk.
+class Simulation {
+ public:
+  Simulation(std::shared_ptr<Potential> pot, const darray& positions, const darray& velocities, const darray& masses,
+             const iarray& atomic_numbers, double timestep_fs, std::optional<double> temperature_K, double tdamp_fs,
+             int chain_length, int n_substeps, int suzuki_yoshida_order, std::optional<double> n_dof)
+      : pot_(std::move(pot)) {
+    if (!pot_) throw std::invalid_argument("potential is None");
+    if (positions.ndim() != 3 || positions.shape(2) != 3)
+      throw std::invalid_argument("positions must be an (n_replicas, n_atoms, 3) array");
+    const int R = static_cast<int>(positions.shape(0)), N = static_cast<int>(positions.shape(1));
+    std::vector<int64_t> z(atomic_numbers.data(), atomic_numbers.data() + atomic_numbers.size());
+    state_ = State(R, N, z, to_vector(masses, N, "masses"));
+    state_.positions = to_vector(positions, static_cast<size_t>(R) * N * 3, "positions");
+    state_.velocities = to_vector(velocities, static_cast<size_t>(R) * N * 3, "velocities");
+    if (temperature_K) {
+      const double ndof = n_dof ? *n_dof : 3.0 * N - 3.0;
+      nhc_ = std::make_unique<NoseHooverChain>(R, ndof, *temperature_K, tdamp_fs, chain_length, n_substeps,
+                                               suzuki_yoshida_order);
+    }
+    integ_ = std::make_unique<Integrator>(*pot_, timestep_fs, nhc_.get());
+  }
+
+  void compute_forces() {
+    py::gil_scoped_release release;
+    integ_->compute_forces(state_);
+  }
+
+  py::dict run(int64_t n_steps, int64_t interval, double max_force) {
+    if (n_steps < 0) throw std::invalid_argument("n_steps must be >= 0");
+    if (interval < 1) throw std::invalid_argument("interval must be >= 1");
+    FrameBuffer buf;
+    ChunkResult res;
+    {
+      py::gil_scoped_release release;
+      res = run_chunk(state_, *integ_, n_steps, interval, max_force, buf);
+    }
+    const int R = state_.n_replicas, N = state_.n_atoms, F = buf.n_frames;
+    py::dict d;
+    d["steps_done"] = res.steps_done;
+    d["failed"] = res.failed;
+    d["error"] = res.error;
+    d["step"] = to_numpy(buf.step, {F});
+    d["time_fs"] = to_numpy(buf.time_fs, {F});
+    d["positions"] = to_numpy(buf.positions, {F, R, N, 3});
+    d["velocities"] = to_numpy(buf.velocities, {F, R, N, 3});
+    d["forces"] = to_numpy(buf.forces, {F, R, N, 3});
+    d["potential_energy"] = to_numpy(buf.potential_energy, {F, R});
+    d["kinetic_energy"] = to_numpy(buf.kinetic_energy, {F, R});
+    d["conserved_energy"] = to_numpy(buf.conserved_energy, {F, R});
+    return d;
+  }
+
+  py::array_t<double> vec3(const std::vector<double>& v) const {
+    return to_numpy(v, {state_.n_replicas, state_.n_atoms, 3});
+  }
+  py::array_t<double> conserved_energy() const {
+    std::vector<double> e(state_.n_replicas);
+    for (int r = 0; r < state_.n_replicas; ++r) e[r] = integ_->conserved_energy(state_, r);
+    return to_numpy(e, {state_.n_replicas});
+  }
+  py::array_t<double> kinetic_energy() const {
+    std::vector<double> e(state_.n_replicas);
+    for (int r = 0; r < state_.n_replicas; ++r) e[r] = state_.kinetic_energy(r);
+    return to_numpy(e, {state_.n_replicas});
+  }
+  py::tuple thermostat_state() const {
+    if (!nhc_) return py::make_tuple(py::none(), py::none());
+    const int R = state_.n_replicas, M = nhc_->chain_length();
+    return py::make_tuple(to_numpy(nhc_->eta(), {R, M}), to_numpy(nhc_->p_eta(), {R, M}));
+  }
+  void set_thermostat_state(const darray& eta, const darray& p_eta) {
+    if (!nhc_) throw std::invalid_argument("this simulation has no thermostat");
+    const size_t n = static_cast<size_t>(state_.n_replicas) * nhc_->chain_length();
+    nhc_->eta() = to_vector(eta, n, "eta");
+    nhc_->p_eta() = to_vector(p_eta, n, "p_eta");
+  }
+
+  State state_;
+  std::shared_ptr<Potential> pot_;
+  std::unique_ptr<NoseHooverChain> nhc_;
+  std::unique_ptr<Integrator> integ_;
+};
+
+}  // namespace
+
+void bind_md(py::module_& m) {
+  m.attr("KB_EV_PER_K") = units::kB_eV_per_K;
+  m.attr("AMU_A2_PER_FS2_IN_EV") = units::amu_A2_per_fs2_in_eV;
+  m.def("set_num_threads", [](int n) { at::set_num_threads(n); }, py::arg("n"),
+        "Set libtorch's intra-op thread count (1 is fastest for one small molecule).");
+  m.def("get_num_threads", []() { return at::get_num_threads(); });
+
+  m.def(
+      "neighbor_pairs",
+      [](const darray& positions, double cutoff, bool use_cells) {
+        if (positions.ndim() != 2 || positions.shape(1) != 3)
+          throw std::invalid_argument("positions must be an (n_atoms, 3) array");
+        std::vector<int64_t> i, j;
+        {
+          py::gil_scoped_release release;
+          half_pairs_within(positions.data(), static_cast<int>(positions.shape(0)), cutoff, use_cells, i, j);
+        }
+        const py::ssize_t P = static_cast<py::ssize_t>(i.size());
+        return py::make_tuple(to_numpy(i, {P}), to_numpy(j, {P}));
+      },
+      py::arg("positions"), py::arg("cutoff"), py::arg("use_cells") = false,
+      "Pairs i<j within cutoff (Angstrom) of an isolated system, by cell list or direct loop.");
+
+  py::class_<Potential, std::shared_ptr<Potential>>(m, "Potential")
+      .def("compute", &compute, py::arg("positions"),
+           "Energies (R,) in eV and forces (R, N, 3) in eV/Angstrom for positions (R, N, 3) in Angstrom.")
+      .def_property_readonly("name", &Potential::name);
+
+  py::class_<HarmonicPotential, Potential, std::shared_ptr<HarmonicPotential>>(m, "HarmonicPotential")
+      .def(py::init([](double k, const darray& c) {
+             return std::make_shared<HarmonicPotential>(k, std::vector<double>(c.data(), c.data() + c.size()));
+           }),
+           py::arg("k_eV_per_A2"), py::arg("centers_A"));
+
+  py::class_<LennardJonesPotential, Potential, std::shared_ptr<LennardJonesPotential>>(m, "LennardJonesPotential")
+      .def(py::init<double, double, double, double>(), py::arg("epsilon_eV"), py::arg("sigma_A"),
+           py::arg("cutoff_A"), py::arg("skin_A") = 0.5)
+      .def_property_readonly("n_neighbor_builds", [](const LennardJonesPotential& p) { return p.neighbors().n_builds(); });
+
+  py::class_<CallbackPotential, Potential, std::shared_ptr<CallbackPotential>>(m, "CallbackPotential")
+      .def(py::init([](py::function fn, std::string name) {
+             return std::make_shared<CallbackPotential>(wrap_callback(std::move(fn)), std::move(name));
+           }),
+           py::arg("function"), py::arg("name") = "callback");
+
+  py::class_<TorchModel, std::shared_ptr<TorchModel>>(m, "TorchModel")
+      .def(py::init<const std::string&, const std::string&>(), py::arg("path"), py::arg("device") = "cpu",
+           py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("extra_files", [](const TorchModel& t) {
+        py::dict d;
+        for (auto& kv : t.extra_files()) d[py::str(kv.first)] = py::bytes(kv.second);
+        return d;
+      })
+      .def_property_readonly("frozen", &TorchModel::frozen)
+      .def_property_readonly("device", [](const TorchModel& t) { return t.device().str(); });
+
+  py::class_<TorchPotential, Potential, std::shared_ptr<TorchPotential>>(m, "TorchPotential")
+      .def(py::init<std::shared_ptr<TorchModel>, std::vector<int64_t>, double, double, double, double, double>(),
+           py::arg("model"), py::arg("atomic_numbers"), py::arg("cutoff_A"), py::arg("skin_A"),
+           py::arg("length_unit_A"), py::arg("energy_unit_eV"), py::arg("energy_offset_eV"))
+      .def_property_readonly("n_neighbor_builds", [](const TorchPotential& p) { return p.neighbors().n_builds(); })
+      .def_property_readonly("last_n_pairs", &TorchPotential::last_n_pairs);
+
+  py::class_<Simulation>(m, "Simulation")
+      .def(py::init<std::shared_ptr<Potential>, const darray&, const darray&, const darray&, const iarray&, double,
+                    std::optional<double>, double, int, int, int, std::optional<double>>(),
+           py::arg("potential"), py::arg("positions"), py::arg("velocities"), py::arg("masses"),
+           py::arg("atomic_numbers"), py::arg("timestep_fs"), py::arg("temperature_K") = py::none(),
+           py::arg("tdamp_fs") = 100.0, py::arg("chain_length") = 3, py::arg("n_substeps") = 1,
+           py::arg("suzuki_yoshida_order") = 3, py::arg("n_dof") = py::none())
+      .def("compute_forces", &Simulation::compute_forces)
+      .def("run", &Simulation::run, py::arg("n_steps"), py::arg("interval") = 1,
+           py::arg("max_force_eV_per_A") = 1e3)
+      .def_property("positions", [](const Simulation& s) { return s.vec3(s.state_.positions); },
+                    [](Simulation& s, const darray& a) { s.state_.positions = to_vector(a, s.state_.positions.size(), "positions"); })
+      .def_property("velocities", [](const Simulation& s) { return s.vec3(s.state_.velocities); },
+                    [](Simulation& s, const darray& a) { s.state_.velocities = to_vector(a, s.state_.velocities.size(), "velocities"); })
+      .def_property_readonly("forces", [](const Simulation& s) { return s.vec3(s.state_.forces); })
+      .def_property_readonly("potential_energy", [](const Simulation& s) { return to_numpy(s.state_.potential_energy, {s.state_.n_replicas}); })
+      .def_property_readonly("kinetic_energy", &Simulation::kinetic_energy)
+      .def_property_readonly("conserved_energy", &Simulation::conserved_energy)
+      .def_property("step", [](const Simulation& s) { return s.state_.step; }, [](Simulation& s, int64_t v) { s.state_.step = v; })
+      .def_property("time_fs", [](const Simulation& s) { return s.state_.time_fs; }, [](Simulation& s, double v) { s.state_.time_fs = v; })
+      .def_property("timestep_fs", [](const Simulation& s) { return s.integ_->timestep_fs(); },
+                    [](Simulation& s, double v) { s.integ_->set_timestep_fs(v); })
+      .def_property_readonly("n_dof", [](const Simulation& s) { return s.nhc_ ? s.nhc_->n_dof() : 3.0 * s.state_.n_atoms - 3.0; })
+      .def("thermostat_state", &Simulation::thermostat_state)
+      .def("set_thermostat_state", &Simulation::set_thermostat_state, py::arg("eta"), py::arg("p_eta"));
+}

@@ -1,0 +1,56 @@
+// A TorchScript model in SchNetPack's deployed format evaluated through libtorch.
+//
+// Inputs are built in float32 (positions) / int64 (indices) on the model's device; the
+// integration stays in float64. The (large) energy offset is kept out of the float32 model
+// and added here in float64. Units: the model works in its own length/energy units;
+// length_unit_A and energy_unit_eV convert them to Angstrom and eV.
+#pragma once
+#include <torch/script.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "pymotor/potential.hpp"
+
+namespace pymotor {
+
+// Loads a TorchScript file with its `_extra_files` (`cutoff`, `metadata`): eval + freeze.
+class TorchModel {
+ public:
+  TorchModel(const std::string& path, const std::string& device);
+  const std::map<std::string, std::string>& extra_files() const { return extra_; }
+  torch::jit::Module& module() { return module_; }
+  const torch::Device& device() const { return device_; }
+  bool frozen() const { return frozen_; }
+
+ private:
+  torch::jit::Module module_;
+  torch::Device device_;
+  std::map<std::string, std::string> extra_;
+  bool frozen_ = false;
+};
+
+class TorchPotential : public Potential {
+ public:
+  // cutoff_A: model cutoff in Angstrom. atomic_numbers: N (same for all replicas).
+  // energy_offset_eV: added to every replica's energy (float64).
+  TorchPotential(std::shared_ptr<TorchModel> model, std::vector<int64_t> atomic_numbers,
+                 double cutoff_A, double skin_A, double length_unit_A, double energy_unit_eV,
+                 double energy_offset_eV);
+  void compute(const double*, int, int, double*, double*) override;
+  std::string name() const override { return "torchscript"; }
+  const VerletList& neighbors() const { return nl_; }
+  size_t last_n_pairs() const { return last_pairs_; }
+
+ private:
+  std::shared_ptr<TorchModel> model_;
+  std::vector<int64_t> z_;
+  double length_unit_A_, energy_unit_eV_, offset_eV_;
+  VerletList nl_;
+  size_t last_pairs_ = 0;
+  int cached_replicas_ = -1;
+  torch::Tensor z_t_, idx_m_t_, n_atoms_t_, cell_t_, pbc_t_;
+};
+
+}  // namespace pymotor

@@ -1,0 +1,101 @@
+#include "pymotor/torch_potential.hpp"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace pymotor {
+
+TorchModel::TorchModel(const std::string& path, const std::string& device) : device_(device) {
+  torch::jit::ExtraFilesMap extra{{"cutoff", ""}, {"metadata", ""}};
+  try {
+    module_ = torch::jit::load(path, device_, extra);
+  } catch (const c10::Error& e) {
+    throw std::runtime_error("could not load TorchScript model '" + path + "': " + e.what_without_backtrace());
+  }
+  for (auto& kv : extra) extra_[kv.first] = kv.second;
+  module_.eval();
+  // Freezing inlines the weights (as openmm-torch does); keep the plain module if a model
+  // cannot be frozen.
+  try {
+    module_ = torch::jit::freeze(module_);
+    frozen_ = true;
+  } catch (const std::exception&) {
+    frozen_ = false;
+  }
+}
+
+TorchPotential::TorchPotential(std::shared_ptr<TorchModel> model, std::vector<int64_t> z, double cutoff_A,
+                               double skin_A, double length_unit_A, double energy_unit_eV, double offset_eV)
+    : model_(std::move(model)),
+      z_(std::move(z)),
+      length_unit_A_(length_unit_A),
+      energy_unit_eV_(energy_unit_eV),
+      offset_eV_(offset_eV),
+      nl_(cutoff_A, skin_A) {
+  if (!model_) throw std::invalid_argument("TorchPotential: model is null");
+  if (!(length_unit_A > 0.0) || !(energy_unit_eV > 0.0))
+    throw std::invalid_argument("TorchPotential: unit conversion factors must be positive");
+}
+
+void TorchPotential::compute(const double* x, int R, int N, double* e, double* f) {
+  if (static_cast<size_t>(N) != z_.size())
+    throw std::invalid_argument("TorchPotential: the model was set up for " + std::to_string(z_.size()) +
+                                " atoms, got " + std::to_string(N));
+  const torch::Device dev = model_->device();
+  const int64_t n_tot = static_cast<int64_t>(R) * N;
+  if (cached_replicas_ != R) {
+    auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+    torch::Tensor z1 = torch::from_blob(z_.data(), {N}, i64);
+    z_t_ = z1.repeat({R}).to(dev);
+    idx_m_t_ = torch::arange(R, i64).repeat_interleave(N).to(dev);
+    n_atoms_t_ = torch::full({R}, static_cast<int64_t>(N), i64).to(dev);
+    cell_t_ = torch::zeros({R, 3, 3}, torch::kFloat32).to(dev);
+    pbc_t_ = torch::zeros({R, 3}, torch::kBool).to(dev);
+    cached_replicas_ = R;
+  }
+  nl_.update(x, R, N);
+  const PairList& pl = nl_.pairs(x);
+  const int64_t P = static_cast<int64_t>(pl.size());
+  last_pairs_ = pl.size();
+
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  torch::Tensor pos = (torch::from_blob(const_cast<double*>(x), {n_tot, 3}, f64) / length_unit_A_)
+                          .to(dev, torch::kFloat32);
+  torch::Tensor idx_i = torch::from_blob(const_cast<int64_t*>(pl.idx_i.data()), {P}, i64).to(dev, /*non_blocking=*/false, /*copy=*/true);
+  torch::Tensor idx_j = torch::from_blob(const_cast<int64_t*>(pl.idx_j.data()), {P}, i64).to(dev, false, true);
+  torch::Tensor offsets = torch::zeros({P, 3}, torch::TensorOptions().dtype(torch::kFloat32).device(dev));
+
+  c10::Dict<std::string, torch::Tensor> in;
+  in.insert("_positions", pos);
+  in.insert("_atomic_numbers", z_t_);
+  in.insert("_idx_i", idx_i);
+  in.insert("_idx_j", idx_j);
+  in.insert("_idx_m", idx_m_t_);
+  in.insert("_n_atoms", n_atoms_t_);
+  in.insert("_offsets", offsets);
+  in.insert("_cell", cell_t_);
+  in.insert("_pbc", pbc_t_);
+
+  c10::IValue out_iv;
+  try {
+    out_iv = model_->module().forward({in});
+  } catch (const c10::Error& err) {
+    throw std::runtime_error(std::string("TorchScript model failed: ") + err.what_without_backtrace());
+  }
+  auto out = out_iv.toGenericDict();
+  if (!out.contains("energy") || !out.contains("forces"))
+    throw std::runtime_error("TorchScript model output lacks 'energy' or 'forces'");
+  torch::Tensor en = out.at("energy").toTensor().detach().to(torch::kCPU, torch::kFloat64).contiguous().reshape({-1});
+  torch::Tensor fo = out.at("forces").toTensor().detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  if (en.numel() != R) throw std::runtime_error("TorchScript model returned " + std::to_string(en.numel()) +
+                                                " energies for " + std::to_string(R) + " replicas");
+  if (fo.numel() != n_tot * 3) throw std::runtime_error("TorchScript model returned forces of the wrong size");
+  const double* ep = en.data_ptr<double>();
+  const double* fp = fo.data_ptr<double>();
+  for (int r = 0; r < R; ++r) e[r] = ep[r] * energy_unit_eV_ + offset_eV_;
+  const double fscale = energy_unit_eV_ / length_unit_A_;
+  for (int64_t k = 0; k < n_tot * 3; ++k) f[k] = fp[k] * fscale;
+}
+
+}  // namespace pymotor
