@@ -1,0 +1,403 @@
+"""Streaming analysis of H5MD trajectories too long for memory, in the manner of
+MDAnalysis' ``AnalysisBase``: ``Analysis(source, ...).run(start, stop, step)`` fills
+``.results``. A source is the path of an H5MD file in pymotor's layout (see
+docs/ARCHITECTURE.md), read ``chunk_frames`` frames at a time, or an in-memory
+(n_frames, n_atoms, 3) array. Results equal those of the in-memory functions of
+:mod:`pymotor.analysis` on the same frames.
+
+Example::
+
+    from pymotor.analysis import RMSF, DistanceHistogram
+    f = RMSF("nn.h5").run().results.rmsf                      # masses from the file
+    h = DistanceHistogram("nn.h5", bins=np.linspace(0, 20, 401)).run(step=10).results
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import _validate as V
+from .kernels import _core
+
+__all__ = [
+    "H5MDReader", "Results", "AnalysisBase", "RadiusOfGyration", "RMSF",
+    "DistanceHistogram", "Dihedrals", "VACF",
+]
+
+_FIELDS = {"positions": "position", "velocities": "velocity", "forces": "force"}
+
+
+class Results(dict):
+    """A dict whose keys are also attributes (as MDAnalysis' ``Results``)."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key, value):
+        self[key] = value
+
+
+class H5MDReader:
+    """Chunked, read-only access to a pymotor H5MD trajectory (Angstrom, fs, amu, eV).
+
+    ``read("positions", start, stop, step, atoms)`` returns float64 arrays; energies and
+    other observables are small and read whole with :meth:`observable`.
+    """
+
+    def __init__(self, path):
+        import h5py
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"trajectory file not found: {self.path}")
+        self._file = h5py.File(self.path, "r")
+        parts = self._file.get("particles")
+        if parts is None or len(parts) == 0:
+            self.close()
+            raise ValueError(f"{self.path} is not an H5MD trajectory: no /particles group")
+        self._group = parts["trajectory"] if "trajectory" in parts else parts[next(iter(parts))]
+        if "position" not in self._group:
+            self.close()
+            raise ValueError(f"{self.path}: no /particles/*/position in this H5MD file")
+        shape = self._group["position/value"].shape
+        self.n_frames, self.n_atoms = int(shape[0]), int(shape[1])
+
+    # -- metadata -------------------------------------------------------------------------
+    def has(self, field: str) -> bool:
+        return _FIELDS.get(field, field) in self._group
+
+    @property
+    def masses(self):
+        """(n_atoms,) amu, or None if the file has none."""
+        return np.asarray(self._group["mass"], dtype=np.float64) if "mass" in self._group else None
+
+    @property
+    def atomic_numbers(self):
+        return np.asarray(self._group["species"], dtype=np.int64) if "species" in self._group else None
+
+    @property
+    def time_fs(self) -> np.ndarray:
+        g = self._group["position"]
+        if "time" in g and g["time"].shape != ():
+            return np.asarray(g["time"], dtype=np.float64)
+        dt = self.attrs.get("timestep_fs", 1.0)
+        return self.step.astype(np.float64) * float(dt)
+
+    @property
+    def step(self) -> np.ndarray:
+        g = self._group["position"]
+        if "step" in g and g["step"].shape != ():
+            return np.asarray(g["step"], dtype=np.int64)
+        return np.arange(self.n_frames, dtype=np.int64)
+
+    @property
+    def frame_interval_fs(self) -> float:
+        """Time between consecutive frames in fs."""
+        t = self.time_fs
+        if t.shape[0] >= 2:
+            return float(t[1] - t[0])
+        return float(self.attrs.get("timestep_fs", 1.0))
+
+    @property
+    def attrs(self) -> dict:
+        g = self._file.get("pymotor")
+        return dict(g.attrs) if g is not None else {}
+
+    def observable(self, name: str):
+        """(n_frames,) float64 values of /observables/<name>, or None if absent."""
+        obs = self._file.get("observables")
+        if obs is None or name not in obs:
+            return None
+        node = obs[name]
+        data = node["value"] if hasattr(node, "keys") else node
+        return np.asarray(data, dtype=np.float64)
+
+    # -- frames ---------------------------------------------------------------------------
+    def read(self, field: str = "positions", start=None, stop=None, step=None, atoms=None):
+        """Frames ``[start:stop:step]`` (and atoms ``[atoms]``, a slice) as float64."""
+        name = _FIELDS.get(field, field)
+        if name not in self._group:
+            raise KeyError(f"{self.path} has no {field} ({name}) data")
+        ds = self._group[name]["value"]
+        sel = (slice(start, stop, step),) + ((atoms,) if atoms is not None else ())
+        return np.ascontiguousarray(ds[sel], dtype=np.float64)
+
+    def close(self):
+        if getattr(self, "_file", None) is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class _ArraySource:
+    """In-memory stand-in for :class:`H5MDReader`."""
+
+    def __init__(self, array, field):
+        arr = V.trajectory(array, field)
+        self._arrays = {field: arr}
+        self.n_frames, self.n_atoms = arr.shape[:2]
+        self.masses = None
+
+    def read(self, field="positions", start=None, stop=None, step=None, atoms=None):
+        arr = self._arrays[field][start:stop:step]
+        if atoms is not None:
+            arr = arr[:, atoms]
+        return np.ascontiguousarray(arr)
+
+    def close(self):
+        pass
+
+
+class AnalysisBase:
+    """Base class: subclasses implement ``_prepare``, ``_single_chunk(chunk)`` and
+    ``_conclude``, and may ask for several passes over the frames (``_n_passes``)."""
+
+    field = "positions"
+    _n_passes = 1
+
+    def __init__(self, trajectory, *, chunk_frames: int = 4096):
+        self.chunk_frames = V.positive_int(chunk_frames, "chunk_frames")
+        if isinstance(trajectory, (str, os.PathLike)):
+            self._source = H5MDReader(trajectory)
+            self._owns = True
+        elif isinstance(trajectory, H5MDReader):
+            self._source, self._owns = trajectory, False
+        else:
+            self._source = _ArraySource(trajectory, self.field)
+            self._owns = False
+        self.n_atoms = self._source.n_atoms
+        self.results = Results()
+
+    def _masses(self, masses, name="masses"):
+        """masses="file": the file's masses (None for arrays); else validated or None."""
+        if isinstance(masses, str):
+            if masses != "file":
+                raise ValueError(f"`{name}` must be 'file', None or an (n_atoms,) array, got {masses!r}")
+            return V.atom_weights(self._source.masses, self.n_atoms, name)
+        return V.atom_weights(masses, self.n_atoms, name)
+
+    def _frames(self, start, stop, step):
+        idx = range(self._source.n_frames)[slice(start, stop, step)]
+        if len(idx) == 0:
+            raise ValueError("the selection start/stop/step contains no frames")
+        return idx
+
+    def _chunks(self, idx):
+        per = self.chunk_frames * idx.step
+        for a in range(idx.start, idx.stop, per) if idx.step > 0 else ():
+            b = min(a + per, idx.stop)
+            yield V.trajectory(self._source.read(self.field, a, b, idx.step), self.field)
+
+    def run(self, start=None, stop=None, step=None):
+        """Analyse frames ``[start:stop:step]``; returns self (results in ``.results``)."""
+        idx = self._frames(start, stop, step)
+        if idx.step < 0:
+            raise ValueError("`step` must be positive")
+        self.n_frames = len(idx)
+        self.frames = np.asarray(idx, dtype=np.int64)
+        self._first = V.trajectory(self._source.read(self.field, idx.start, idx.start + 1), self.field)
+        self._prepare()
+        self._pass = 0
+        while self._pass < self._n_passes:
+            for chunk in self._chunks(idx):
+                self._single_chunk(chunk)
+            self._end_pass()
+            self._pass += 1
+        self._conclude()
+        return self
+
+    def _prepare(self):
+        pass
+
+    def _single_chunk(self, chunk):
+        raise NotImplementedError
+
+    def _end_pass(self):
+        pass
+
+    def _conclude(self):
+        pass
+
+    def close(self):
+        if self._owns:
+            self._source.close()
+
+
+class RadiusOfGyration(AnalysisBase):
+    """``results.rgyr``: (n_frames,) mass-weighted radius of gyration, Angstrom."""
+
+    def __init__(self, trajectory, masses="file", **kw):
+        super().__init__(trajectory, **kw)
+        w = self._masses(masses)
+        self._w = w if w is not None else np.ones(self.n_atoms)
+
+    def _prepare(self):
+        self._parts = []
+
+    def _single_chunk(self, chunk):
+        self._parts.append(_core().radius_of_gyration(chunk, self._w))
+
+    def _conclude(self):
+        self.results.rgyr = np.concatenate(self._parts)
+
+
+class RMSF(AnalysisBase):
+    """``results.rmsf`` (n_atoms,) Angstrom and ``results.average`` (n_atoms, 3): the
+    recipe of :func:`pymotor.analysis.rmsf` (align to the first selected frame, average,
+    align to the average, ``max_iter`` times), one pass over the file per alignment."""
+
+    def __init__(self, trajectory, masses="file", *, max_iter: int = 1, tol: float = 1e-6, **kw):
+        super().__init__(trajectory, **kw)
+        w = self._masses(masses)
+        self._w = w if w is not None else np.ones(self.n_atoms)
+        self.max_iter = V.positive_int(max_iter, "max_iter")
+        self.tol = V.positive_float(tol, "tol")
+
+    def _centred(self, x):
+        return np.ascontiguousarray(x - (self._w @ x) / self._w.sum())
+
+    def _prepare(self):
+        self._n_passes = 1 + self.max_iter
+        self._ref = self._centred(self._first[0])
+        self._sum = np.zeros((self.n_atoms, 3))
+        self._sq = np.zeros((self.n_atoms, 3))
+        self.results.iterations = 0
+        self.results.last_change = np.nan
+
+    def _single_chunk(self, chunk):
+        _core().align_accumulate(chunk, self._w, self._ref, self._sum, self._sq)
+
+    def _end_pass(self):
+        mean_dev = self._sum / self.n_frames
+        self._average = self._ref + mean_dev
+        if self._pass == 0:
+            self._next()
+            return
+        self.results.iterations = self._pass
+        change = float(np.sqrt(self._w @ (mean_dev**2).sum(1) / self._w.sum()))
+        self.results.last_change = change
+        var = (self._sq / self.n_frames - mean_dev**2).sum(1)
+        self.results.rmsf = np.sqrt(np.maximum(var, 0.0))
+        self.results.average = self._average
+        if change < self.tol:
+            self._n_passes = self._pass + 1  # converged: stop after this pass
+        else:
+            self._next()
+
+    def _next(self):
+        self._ref = self._centred(self._average)
+        self._sum[:] = 0.0
+        self._sq[:] = 0.0
+
+
+class DistanceHistogram(AnalysisBase):
+    """Histogram of all interatomic distances over the frames, without storing them.
+
+    ``results.counts`` (len(bins) - 1,), ``results.edges`` Angstrom, ``results.n_below``
+    / ``results.n_above`` (distances outside the bins), ``results.mean``,
+    ``results.min``, ``results.max`` (Angstrom)."""
+
+    def __init__(self, trajectory, bins=None, **kw):
+        super().__init__(trajectory, **kw)
+        if self.n_atoms < 2:
+            raise ValueError("`trajectory` must have at least 2 atoms for distances")
+        edges = np.linspace(0.0, 20.0, 2001) if bins is None else V.series(bins, "bins")
+        if edges.shape[0] < 2 or np.any(np.diff(edges) <= 0):
+            raise ValueError("`bins` must be increasing bin edges (at least 2)")
+        self.edges = edges
+
+    def _prepare(self):
+        self._counts = np.zeros(self.edges.shape[0] - 1, dtype=np.int64)
+        self._below = self._above = 0
+        self._sum = 0.0
+        self._min, self._max = np.inf, -np.inf
+
+    def _single_chunk(self, chunk):
+        d = _core().pairwise_distances(chunk).ravel()
+        self._counts += np.histogram(d, bins=self.edges)[0]
+        self._below += int(np.count_nonzero(d < self.edges[0]))
+        self._above += int(np.count_nonzero(d > self.edges[-1]))
+        self._sum += float(d.sum())
+        self._min = min(self._min, float(d.min()))
+        self._max = max(self._max, float(d.max()))
+
+    def _conclude(self):
+        n = self.n_frames * self.n_atoms * (self.n_atoms - 1) // 2
+        self.results.update(counts=self._counts, edges=self.edges, n_below=self._below,
+                            n_above=self._above, mean=self._sum / n, min=self._min,
+                            max=self._max, n_distances=n)
+
+
+class Dihedrals(AnalysisBase):
+    """``results.angles``: (n_frames, n_dihedrals) degrees, IUPAC convention."""
+
+    def __init__(self, trajectory, quadruples, **kw):
+        super().__init__(trajectory, **kw)
+        self._q = V.quadruples(quadruples, self.n_atoms)
+
+    def _prepare(self):
+        self._parts = []
+
+    def _single_chunk(self, chunk):
+        self._parts.append(_core().dihedrals(chunk, self._q))
+
+    def _conclude(self):
+        self.results.angles = np.concatenate(self._parts, axis=0)
+
+
+class VACF(AnalysisBase):
+    """Velocity autocorrelation (as :func:`pymotor.analysis.vacf`) streamed over blocks
+    of atoms: every block holds all selected frames of ``atoms_per_block`` atoms.
+
+    ``results.vacf`` (n_frames,), normalised unless ``normalize=False``
+    ((Angstrom/fs)^2), ``results.time_lag`` in frames."""
+
+    field = "velocities"
+
+    def __init__(self, trajectory, masses=None, *, normalize: bool = True, atoms_per_block: int = 16, **kw):
+        super().__init__(trajectory, **kw)
+        self._w = self._masses(masses)
+        self.normalize = bool(normalize)
+        self.atoms_per_block = V.positive_int(atoms_per_block, "atoms_per_block")
+
+    def run(self, start=None, stop=None, step=None):
+        idx = self._frames(start, stop, step)
+        n = len(idx)
+        m = 1 << (2 * n - 1).bit_length()
+        total = np.zeros(m // 2 + 1)
+        for a in range(0, self.n_atoms, self.atoms_per_block):
+            b = min(a + self.atoms_per_block, self.n_atoms)
+            block = V.trajectory(
+                self._source.read(self.field, idx.start, idx.stop, idx.step, atoms=slice(a, b)),
+                self.field)
+            w = None if self._w is None else np.ascontiguousarray(self._w[a:b])
+            if w is None:
+                w = np.ones(b - a)
+            total += _core().summed_power(block, w, None, m)
+        corr = np.fft.irfft(total, n=m)[:n]
+        wsum = 3.0 * (self._w.sum() if self._w is not None else self.n_atoms)
+        c = corr / (np.arange(n, 0, -1) * wsum)
+        if self.normalize:
+            if not c[0] > 0:
+                raise ValueError("the velocities are all zero: the VACF cannot be normalised")
+            c = c / c[0]
+        self.n_frames = n
+        self.results.vacf = c
+        self.results.time_lag = np.arange(n)
+        return self
