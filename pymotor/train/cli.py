@@ -1,0 +1,129 @@
+"""Command line: ``pymotor train``, ``pymotor evaluate``, ``pymotor export``.
+
+``register(subparsers)`` adds the three sub-commands to pymotor's main parser; each sets
+``func`` (called with the parsed namespace, returns an exit code). ``python -m
+pymotor.train.cli ...`` runs them without the main ``pymotor`` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import List, Optional
+
+__all__ = ["register", "main"]
+
+
+def _weights(text: str):
+    try:
+        parts = [float(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers 'E,F', got {text!r}") from None
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected two numbers 'E,F', got {text!r}")
+    return tuple(parts)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a SchNet/PaiNN model on SchNetPack databases (resumes if --out exists)",
+        description="Train an energy+force model with SchNetPack 2.2. Each database is split on "
+                    "its own (its <db>.split.npz if present, else by time: last 20%% test, the "
+                    "rest 80/20 train/val). If --out exists, training resumes from its last "
+                    "checkpoint.")
+    p.add_argument("dbs", nargs="+", help="SchNetPack .db files with energy and forces")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--model", default="schnet", choices=["schnet", "painn"])
+    p.add_argument("--energy-unit", default="kcal/mol", help="kcal/mol (default), eV or Hartree")
+    p.add_argument("--epochs", type=int, default=1000, help="maximum total epochs (default 1000)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--loss-weights", type=_weights, default=(0.01, 0.99), metavar="E,F",
+                   help="energy and force loss weights (default 0.01,0.99)")
+    p.add_argument("--weighting", default="fixed", choices=["fixed", "variance"],
+                   help="'variance': unit-invariant (each MSE divided by its training-set variance)")
+    p.add_argument("--init-from", default=None, metavar="RUN", help="fine-tune from this run's best model")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda[:i]")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--max-time", type=float, default=None, metavar="HOURS",
+                   help="stop this session after HOURS (resume later with the same command)")
+    p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
+                   help="hyperparameter override, e.g. --hp lr=1e-3 --hp n_interactions=6")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    p = subparsers.add_parser("evaluate", help="MAE/RMSE ± SE of a run in kcal/mol and kcal/mol/Å")
+    p.add_argument("runs", nargs="+", help="run directory (several: mean ± SE across seeds)")
+    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.set_defaults(func=_evaluate)
+
+    p = subparsers.add_parser("export", help="export a run's best model as TorchScript + metadata + card")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--out", default="cpnx.pt", help="model file (default cpnx.pt); card: <stem>.md")
+    p.add_argument("--no-check", action="store_true", help="skip the scripted-vs-Python comparison")
+    p.set_defaults(func=_export)
+
+
+def _parse_hp(items: List[str]) -> dict:
+    hp = {}
+    for it in items:
+        if "=" not in it:
+            raise SystemExit(f"--hp expects KEY=VALUE, got {it!r}")
+        k, v = it.split("=", 1)
+        try:
+            hp[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            hp[k.strip()] = v
+    return hp
+
+
+def _train(args) -> int:
+    from .core import train
+
+    res = train(args.dbs, args.out, model=args.model, energy_unit=args.energy_unit, epochs=args.epochs,
+                batch_size=args.batch_size, seed=args.seed, loss_weights=args.loss_weights,
+                weighting=args.weighting, init_from=args.init_from, device=args.device,
+                progress=not args.no_progress, num_threads=args.threads,
+                hyperparameters=_parse_hp(args.hp),
+                max_time_s=None if args.max_time is None else args.max_time * 3600.0)
+    print(f"{res['run_dir']}: epoch {res['epoch']}, step {res['global_step']}, best val loss "
+          f"{res['best_val_loss']}, {res['wall_time_s']:.0f} s ({res['stop_reason']})")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate, format_metrics, summarize_seeds
+
+    if len(args.runs) == 1:
+        res = evaluate(args.runs[0], split=args.split)
+    else:
+        res = summarize_seeds(args.runs, split=args.split)
+    print(json.dumps(res, indent=2) if args.json else format_metrics(res))
+    return 0
+
+
+def _export(args) -> int:
+    from .export import export
+
+    out = export(args.run, args.out, check=not args.no_check)
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from .data import TrainingDataError
+
+    parser = argparse.ArgumentParser(prog="pymotor-train")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (TrainingDataError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

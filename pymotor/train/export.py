@@ -1,0 +1,256 @@
+"""`export()`: a run's best model -> TorchScript file with pymotor metadata + a model card.
+
+The SchNetPack deploy preparation (as ``spkdeploy`` does), with one change: instead of making
+``AddOffsets`` float32, all postprocessors (``CastTo64``, ``AddOffsets``) are removed, so the
+scripted model predicts the energy *without* the (large) offset, in float32, and the offset is
+stored in the metadata for the loader to add in float64 (docs/ARCHITECTURE.md, "Model files").
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from .data import FrameDataset, TrainingDataError, dumps, energy_conversion
+
+__all__ = ["MODEL_FORMAT", "export", "script_model", "offset_energy", "read_metadata"]
+
+MODEL_FORMAT = "pymotor.model/1"
+
+
+def script_model(model):
+    """TorchScript version of a SchNetPack model without postprocessors (a deep copy)."""
+    import torch
+
+    m = copy.deepcopy(model).cpu()
+    m.postprocessors = torch.nn.ModuleList()
+    m.do_postprocessing = False
+    m.eval()
+    return torch.jit.script(m)
+
+
+def offset_energy(metadata: dict, atomic_numbers) -> float:
+    """The float64 energy offset of one molecule: sum_i atomrefs[Z_i] + n_atoms * mean_per_atom."""
+    off = metadata["energy_offset"]
+    Z = np.asarray(atomic_numbers).ravel()
+    ar = off.get("atomrefs") or {}
+    s = float(sum(float(ar[str(int(z))]) for z in Z)) if ar else 0.0
+    return s + len(Z) * float(off["mean_per_atom"])
+
+
+def read_metadata(path: Union[str, os.PathLike]) -> dict:
+    """The ``metadata`` JSON of an exported model file."""
+    import torch
+
+    extra = {"metadata": "", "cutoff": ""}
+    torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    if not extra["metadata"]:
+        raise TrainingDataError(f"{str(path)!r} has no pymotor metadata")
+    return json.loads(extra["metadata"])
+
+
+def _inputs_for_frame(ds: FrameDataset, k: int):
+    from schnetpack.data.loader import _atoms_collate_fn
+
+    return _atoms_collate_fn([ds[k]])
+
+
+def _model_inputs(batch):
+    keys = ("_positions", "_atomic_numbers", "_idx_i", "_idx_j", "_idx_m", "_n_atoms",
+            "_offsets", "_cell", "_pbc")
+    return {k: batch[k].clone() for k in keys}
+
+
+def export(run_dir: Union[str, os.PathLike], out: Union[str, os.PathLike] = "cpnx.pt",
+           card: bool = True, check: bool = True, metrics: bool = True, name: Optional[str] = None) -> Path:
+    """Write `out` (TorchScript + ``_extra_files`` ``cutoff`` and ``metadata``) and a model card.
+
+    Args:
+        run_dir: a training run directory (``pymotor train --out``).
+        out: model file to write; the model card goes beside it as ``<stem>.md``.
+        card: write the markdown model card.
+        check: compare the scripted model (+ float64 offset) with the Python model on up to
+            4 validation frames; raise if energies differ by > 1e-4 eV or forces by > 1e-5 eV/Å.
+        metrics: evaluate val (and test) errors for the card (cached when up to date).
+        name: model name for the card (default: the file stem).
+
+    Returns:
+        the path of the model file.
+    """
+    import torch
+
+    from .core import load_run_data, read_run
+    from .evaluate import _cached_or_evaluate, _load_python_model
+    from .model import preprocessing_transforms
+
+    run_dir = Path(run_dir).absolute()
+    cfg = read_run(run_dir)
+    out = Path(out)
+    if out.suffix != ".pt":
+        raise ValueError(f"`out` must end in .pt, got {str(out)!r}")
+    c = cfg["config"]
+    hp = c["hyperparameters"]
+    unit = c["energy_unit"]
+    model = _load_python_model(run_dir, "cpu")
+    scripted = script_model(model)
+    cutoff = float(scripted.representation.cutoff.item())
+    if abs(cutoff - float(hp["cutoff"])) > 1e-6:
+        raise TrainingDataError(f"model cutoff {cutoff} differs from the run's {hp['cutoff']}")
+
+    ms = {}
+    if metrics:
+        for split in ("val", "test"):
+            try:
+                r = _cached_or_evaluate(run_dir, split)
+            except TrainingDataError:
+                continue  # empty split
+            ms[split] = {"n_frames": r["n_frames"], "units": r["units"],
+                         "energy": {k: r["energy"][k] for k in ("mae", "mae_se", "rmse", "rmse_se")},
+                         "forces": {k: r["forces"][k] for k in ("mae", "mae_se", "rmse", "rmse_se")},
+                         "se_method": r["se_method"]}
+    sessions = cfg.get("sessions", [])
+    metadata = {
+        "format": MODEL_FORMAT,
+        "cutoff": cutoff,
+        "length_unit": "Angstrom",
+        "energy_unit": unit,
+        "elements": [int(z) for z in cfg["elements"]],
+        "architecture": c["model"],
+        "energy_offset": {
+            "atomrefs": {str(k): float(v) for k, v in cfg["energy_offset"]["atomrefs"].items()},
+            "mean_per_atom": float(cfg["energy_offset"]["mean_per_atom"]),
+        },
+        "card": {
+            "name": name or out.stem,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "datasets": [
+                {"path": d["path"], "sha256": d["sha256"], "n_frames": d["n_frames"],
+                 "units": d["units"], "split_source": d["split_source"], "split_sizes": d["split_sizes"]}
+                for d in cfg["databases"]
+            ],
+            "hyperparameters": dict(hp, batch_size=c["batch_size"], loss_weights=c["loss_weights"],
+                                    weighting=c["weighting"], seed=c["seed"],
+                                    optimizer="AdamW", scheduler="ReduceLROnPlateau(val_loss)",
+                                    ema=True, init_from=c.get("init_from")),
+            "loss_normalisation": cfg.get("loss_normalisation"),
+            "training": {
+                "epochs": cfg.get("epoch"), "global_step": cfg.get("global_step"),
+                "wall_time_s": cfg.get("wall_time_s"), "sessions": len(sessions),
+                "devices": sorted({s.get("device", "?") for s in sessions}),
+                "best_val_loss": cfg.get("best_val_loss"),
+                "stop_reason": sessions[-1]["stop_reason"] if sessions else None,
+            },
+            "metrics": ms,
+            "versions": cfg.get("versions"),
+        },
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    torch.jit.save(scripted, str(tmp), _extra_files={
+        "cutoff": str(cutoff).encode("ascii"),
+        "metadata": json.dumps(metadata).encode("utf-8"),
+    })
+
+    if check:
+        infos, frames = load_run_data(cfg, run_dir, check_hash=False)
+        ds = FrameDataset([(fr, i.split["val"]) for fr, i in zip(frames, infos)],
+                          preprocessing_transforms(cutoff, None, 0.0, remove_offsets=False))
+        loaded = torch.jit.load(str(tmp), map_location="cpu")
+        e_tol = 1e-4 * energy_conversion("eV", unit)
+        f_tol = 1e-5 * energy_conversion("eV", unit)
+        worst_e = worst_f = 0.0
+        for k in np.linspace(0, len(ds) - 1, min(4, len(ds))).astype(int):
+            batch = _inputs_for_frame(ds, int(k))
+            ref = model(_model_inputs(batch))
+            got = loaded(_model_inputs(batch))
+            e = float(got["energy"].double().item()) + offset_energy(metadata, batch["_atomic_numbers"])
+            worst_e = max(worst_e, abs(e - float(ref["energy"].double().item())))
+            worst_f = max(worst_f, float((got["forces"].double() - ref["forces"].double()).abs().max()))
+        if worst_e > e_tol or worst_f > f_tol:
+            tmp.unlink()
+            raise RuntimeError(
+                f"exported model disagrees with the Python model: max |dE| = {worst_e:.3g} "
+                f"{unit} (limit {e_tol:.3g}), max |dF| = {worst_f:.3g} {unit}/Å (limit {f_tol:.3g})"
+            )
+        metadata["card"]["export_check"] = {"max_abs_dE": worst_e, "max_abs_dF": worst_f,
+                                            "unit": unit, "frames": int(min(4, len(ds)))}
+        torch.jit.save(loaded, str(tmp), _extra_files={
+            "cutoff": str(cutoff).encode("ascii"),
+            "metadata": json.dumps(metadata).encode("utf-8"),
+        })
+    os.replace(tmp, out)
+    if card:
+        out.with_suffix(".md").write_text(model_card(metadata))
+    return out
+
+
+def _fmt(x, nd=4):
+    return "n/a" if x is None else f"{x:.{nd}f}"
+
+
+def model_card(md: dict) -> str:
+    """Markdown model card from the metadata of an exported model."""
+    cd = md["card"]
+    hp = cd["hyperparameters"]
+    tr = cd["training"]
+    lines = [
+        f"# Model card: {cd['name']}",
+        "",
+        f"- Format: `{md['format']}` (TorchScript, SchNetPack 2.2 deploy inputs; see docs/ARCHITECTURE.md)",
+        f"- Architecture: {md['architecture']} ({hp['n_atom_basis']} features, "
+        f"{hp['n_interactions']} interactions, {hp['n_rbf']} Gaussian RBF, cosine cutoff {md['cutoff']} Å)",
+        f"- Units: energy {md['energy_unit']}, length {md['length_unit']}, forces {md['energy_unit']}/Å",
+        f"- Elements: {md['elements']}",
+        f"- Energy offset (added by the loader in float64): atomrefs {md['energy_offset']['atomrefs'] or 'none'}, "
+        f"mean per atom {md['energy_offset']['mean_per_atom']!r} {md['energy_unit']}",
+        f"- Created: {cd['created']}",
+        "",
+        "## Training data",
+        "",
+        "| database | frames | sha256 | split | train/val/test |",
+        "|---|---|---|---|---|",
+    ]
+    for d in cd["datasets"]:
+        s = d["split_sizes"]
+        lines.append(f"| `{d['path']}` | {d['n_frames']} | `{d['sha256'][:16]}…` | {d['split_source']} | "
+                     f"{s.get('train')}/{s.get('val')}/{s.get('test')} |")
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"- Loss: MSE, weights (energy, forces) = {tuple(hp['loss_weights'])}, weighting `{hp['weighting']}`",
+        f"- AdamW lr {hp['lr']}, weight decay {hp['weight_decay']}, ReduceLROnPlateau "
+        f"(factor {hp['lr_factor']}, patience {hp['lr_patience']}), early stopping patience "
+        f"{hp['early_stopping_patience']}, EMA decay {hp['ema_decay']}, batch {hp['batch_size']}, seed {hp['seed']}",
+        f"- Fine-tuned from: {hp.get('init_from') or '—'}",
+        f"- Epochs {tr['epochs']}, steps {tr['global_step']}, wall time {_fmt((tr['wall_time_s'] or 0) / 3600, 2)} h "
+        f"in {tr['sessions']} session(s) on {', '.join(tr['devices'])}; stop: {tr['stop_reason']}",
+        f"- Best validation loss {tr['best_val_loss']}",
+        "",
+        "## Errors (kcal/mol, kcal/mol/Å; ± standard error over frames)",
+        "",
+        "| split | frames | energy MAE | energy RMSE | force MAE | force RMSE |",
+        "|---|---|---|---|---|---|",
+    ]
+    for split, m in cd["metrics"].items():
+        e, f = m["energy"], m["forces"]
+        lines.append(
+            f"| {split} | {m['n_frames']} | {_fmt(e['mae'])} ± {_fmt(e['mae_se'])} | "
+            f"{_fmt(e['rmse'])} ± {_fmt(e['rmse_se'])} | {_fmt(f['mae'])} ± {_fmt(f['mae_se'])} | "
+            f"{_fmt(f['rmse'])} ± {_fmt(f['rmse_se'])} |"
+        )
+    if cd["metrics"]:
+        lines += ["", f"Standard errors: {next(iter(cd['metrics'].values()))['se_method']}."]
+    if "export_check" in cd:
+        x = cd["export_check"]
+        lines += ["", f"Export check: scripted model + float64 offset vs Python model on {x['frames']} "
+                  f"validation frames: max |ΔE| {x['max_abs_dE']:.2e} {x['unit']}, "
+                  f"max |ΔF| {x['max_abs_dF']:.2e} {x['unit']}/Å."]
+    lines += ["", f"Versions: {cd.get('versions')}", ""]
+    return "\n".join(lines)
