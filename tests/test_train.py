@@ -1,0 +1,378 @@
+"""Training, evaluation and export with SchNetPack 2.2 (pymotor.train), on a toy dataset.
+
+The toy dataset (pymotor.train.toydata) is ethanol on an analytic anharmonic elastic network
+with an absolute energy of about -4150 eV, so the float64 offset handling is exercised.
+Models are small (32 features, 2 interactions) to keep the default run fast.
+"""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("schnetpack")
+pytest.importorskip("pytorch_lightning")
+
+import torch  # noqa: E402
+
+from pymotor.train import (  # noqa: E402
+    TrainingDataError,
+    evaluate,
+    export,
+    read_metadata,
+    summarize_seeds,
+    train,
+)
+from pymotor.train.data import energy_conversion  # noqa: E402
+from pymotor.train.evaluate import error_statistics  # noqa: E402
+from pymotor.train.plot import read_logs  # noqa: E402
+from pymotor.train.toydata import _ethanol, make_toy_database, toy_energy_forces  # noqa: E402
+
+pytestmark = pytest.mark.schnetpack
+
+HP = {"n_atom_basis": 32, "n_interactions": 2, "lr": 1e-3, "val_batch_size": 64}
+EV_PER_KCAL = energy_conversion("kcal/mol", "eV")
+
+
+@pytest.fixture(scope="module")
+def dbs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("toy")
+    return {
+        "eV": make_toy_database(d / "eth_eV.db", 240, "eV", seed=0),
+        "kcal": make_toy_database(d / "eth_kcal.db", 240, "kcal/mol", seed=0),
+        "eV_b": make_toy_database(d / "eth_eV_b.db", 120, "eV", seed=1),
+        "ar": make_toy_database(d / "eth_ar.db", 120, "eV", atomrefs=True, seed=2),
+        "Ha": make_toy_database(d / "eth_Ha.db", 120, "Hartree", seed=3),
+        "noF": make_toy_database(d / "eth_noF.db", 30, "eV", forces=False, seed=4),
+    }
+
+
+@pytest.fixture(scope="module")
+def run(dbs, tmp_path_factory):
+    """A 5-epoch SchNet run in kcal/mol on an eV database (unit conversion on the way)."""
+    out = tmp_path_factory.mktemp("runs") / "r0"
+    train(dbs["eV"], out, energy_unit="kcal/mol", epochs=5, seed=0, progress=False, hyperparameters=HP)
+    return out
+
+
+def test_few_epochs_lower_validation_loss(run):
+    val = [v for _, v in read_logs(run)["val_loss"]]
+    assert len(val) == 5
+    assert val[-1] < 0.8 * val[0], val  # measured: 3108 -> 2093 (kcal/mol loss)
+    assert (run / "learning_curve.png").stat().st_size > 1000
+    assert (run / "best_model.pt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    cfg = json.loads((run / "run.json").read_text())
+    assert cfg["format"] == "pymotor.run/1"
+    assert cfg["global_step"] == 5 * 10  # 154 train frames / batch 16 -> 10 steps per epoch
+    assert cfg["databases"][0]["split_sizes"] == {"train": 154, "val": 38, "test": 48}
+
+
+def test_metrics_in_kcal_per_mol_against_analytic_reference(run, dbs):
+    """evaluate() on an eV database, model trained in kcal/mol: errors recomputed here
+    from the analytic toy potential and the Python model, in kcal/mol."""
+    res = evaluate(run, "val")
+    assert res["units"] == {"energy": "kcal/mol", "forces": "kcal/mol/Angstrom"}
+    assert res["n_frames"] == 38
+    from ase.db import connect
+
+    model = torch.load(run / "best_model.pt", weights_only=False)
+    from pymotor.train.model import preprocessing_transforms
+    from schnetpack.data.loader import _atoms_collate_fn
+
+    atoms0 = _ethanol()
+    tf = preprocessing_transforms(5.0, None, 0.0, remove_offsets=False)
+    de, fa = [], []
+    with connect(dbs["eV"]) as conn:
+        for i in range(154, 192):  # the validation frames (time split: 154 train, 38 val, 48 test)
+            row = conn.get(i + 1)
+            E, F = toy_energy_forces(row.numbers, row.positions, atoms0.positions)  # eV
+            x = {"_idx": torch.tensor([i]), "_atomic_numbers": torch.tensor(row.numbers),
+                 "_n_atoms": torch.tensor([9]), "_positions": torch.tensor(row.positions),
+                 "_cell": torch.zeros(1, 3, 3, dtype=torch.float64), "_pbc": torch.zeros(3, dtype=bool)}
+            for t in tf:
+                x = t(x)
+            out = model(_atoms_collate_fn([x]))
+            de.append(out["energy"].item() - E / EV_PER_KCAL)
+            fa.append(np.abs(out["forces"].detach().double().numpy() - F / EV_PER_KCAL).mean())
+    assert res["energy"]["mae"] == pytest.approx(np.mean(np.abs(de)), rel=1e-6)
+    assert res["forces"]["mae"] == pytest.approx(np.mean(fa), rel=1e-5)
+    assert res["energy"]["mae_se"] == pytest.approx(np.std(np.abs(de), ddof=1) / np.sqrt(38), rel=1e-5)
+    assert (run / "metrics_val.json").is_file()
+
+
+def test_error_statistics_standard_errors():
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    s = a**2
+    st = error_statistics(a, s, n_blocks=2)
+    assert st["mae"] == 2.5
+    assert st["mae_se"] == pytest.approx(np.std(a, ddof=1) / 2)
+    assert st["rmse"] == pytest.approx(np.sqrt(7.5))
+    # delta method: SE(sqrt(m)) = SE(m) / (2 sqrt(m))
+    assert st["rmse_se"] == pytest.approx(np.std(s, ddof=1) / 2 / (2 * np.sqrt(7.5)))
+    # two blocks: means 1.5 and 3.5
+    assert st["mae_se_block"] == pytest.approx(np.std([1.5, 3.5], ddof=1) / np.sqrt(2))
+
+
+def test_resume_continues_from_checkpoint(dbs, tmp_path):
+    out = tmp_path / "res"
+    r1 = train(dbs["eV_b"], out, energy_unit="eV", epochs=2, progress=False, hyperparameters=HP)
+    ck = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    assert ck["global_step"] == r1["global_step"] == 2 * 5  # 77 training frames: 5 batches of <= 16
+    val1 = [v for _, v in read_logs(out)["val_loss"]]
+    r2 = train(dbs["eV_b"], out, energy_unit="eV", epochs=4, progress=False, hyperparameters=HP)
+    assert r2["global_step"] == 2 * r1["global_step"]
+    assert r2["epoch"] == 4
+    logs = read_logs(out)
+    steps = [s for s, _ in logs["val_loss"]]
+    assert steps == sorted(steps) and len(steps) == 4
+    assert (out / "logs" / "session_1" / "metrics.csv").is_file()
+    cfg = json.loads((out / "run.json").read_text())
+    assert [s["global_step"] for s in cfg["sessions"]] == [10, 20]
+    # the resumed session starts from the trained weights, not from scratch
+    assert logs["val_loss"][2][1] < val1[0]
+    # a finished run asked for the same epochs again does nothing more
+    r3 = train(dbs["eV_b"], out, energy_unit="eV", epochs=4, progress=False, hyperparameters=HP)
+    assert r3["global_step"] == r2["global_step"]
+
+
+def test_export_matches_python_model_with_float64_offset(run, tmp_path):
+    out = export(run, tmp_path / "toy.pt")
+    assert out.with_suffix(".md").read_text().startswith("# Model card: toy")
+    md = read_metadata(out)
+    assert md["format"] == "pymotor.model/1"
+    assert md["energy_unit"] == "kcal/mol" and md["length_unit"] == "Angstrom"
+    assert md["elements"] == [1, 6, 8] and md["architecture"] == "schnet"
+    assert md["cutoff"] == 5.0
+    assert set(md["card"]) >= {"datasets", "hyperparameters", "metrics", "training"}
+    assert len(md["card"]["datasets"][0]["sha256"]) == 64
+    extra = {"cutoff": ""}
+    scripted = torch.jit.load(str(out), _extra_files=extra)
+    assert float(extra["cutoff"]) == 5.0
+    assert not any("AddOffsets" in type(m).__name__ for m in scripted.modules())
+
+    python_model = torch.load(run / "best_model.pt", weights_only=False)
+    from pymotor.train.export import offset_energy
+
+    offset = offset_energy(md, [8, 6, 6, 1, 1, 1, 1, 1, 1])
+    # the absolute energy is beyond float32's 1e-4 eV resolution: offset must stay float64
+    assert abs(offset) * EV_PER_KCAL > 4000
+    assert abs(np.spacing(np.float32(offset * EV_PER_KCAL))) > 1e-4
+
+    atoms = _ethanol()
+    rng = np.random.default_rng(7)
+    from pymotor.train.model import preprocessing_transforms
+    from schnetpack.data.loader import _atoms_collate_fn
+
+    tf = preprocessing_transforms(5.0, None, 0.0, remove_offsets=False)
+    for _ in range(5):
+        R = atoms.positions + rng.normal(0, 0.06, atoms.positions.shape)
+        x = {"_idx": torch.tensor([0]), "_atomic_numbers": torch.tensor(atoms.numbers),
+             "_n_atoms": torch.tensor([9]), "_positions": torch.tensor(R),
+             "_cell": torch.zeros(1, 3, 3, dtype=torch.float64), "_pbc": torch.zeros(3, dtype=bool)}
+        for t in tf:
+            x = t(x)
+        b = _atoms_collate_fn([x])
+        inp = {k: b[k].clone() for k in ("_positions", "_atomic_numbers", "_idx_i", "_idx_j",
+                                         "_idx_m", "_n_atoms", "_offsets", "_cell", "_pbc")}
+        ref = python_model({k: v.clone() for k, v in inp.items()})
+        got = scripted(inp)
+        assert got["energy"].dtype == torch.float32
+        e = got["energy"].double().item() + offset
+        assert abs(e - ref["energy"].item()) * EV_PER_KCAL <= 1e-4
+        dF = (got["forces"].double() - ref["forces"].double()).abs().max().item()
+        assert dF * EV_PER_KCAL <= 1e-5
+
+
+def test_exported_model_through_pymotor_load_model(run, tmp_path):
+    """The lead's loader (C++ engine) gives the Python model's energies and forces in eV."""
+    pymotor = pytest.importorskip("pymotor")
+    if not hasattr(pymotor, "load_model"):
+        pytest.skip("pymotor.load_model not available")
+    out = export(run, tmp_path / "toy.pt", metrics=False)
+    m = pymotor.load_model(out, device="cpu")
+    python_model = torch.load(run / "best_model.pt", weights_only=False)
+    from schnetpack.interfaces import AtomsConverter
+    from schnetpack.transform import VesinNeighborList
+
+    conv = AtomsConverter(neighbor_list=VesinNeighborList(cutoff=5.0), dtype=torch.float32)
+    atoms = _ethanol()
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        a = atoms.copy()
+        a.positions += rng.normal(0, 0.06, a.positions.shape)
+        e, f = m.compute(a)
+        ref = python_model(conv(a))
+        assert abs(e - ref["energy"].item() * EV_PER_KCAL) <= 1e-4
+        assert np.abs(f - ref["forces"].double().detach().numpy() * EV_PER_KCAL).max() <= 1e-5
+
+
+def test_variance_weighting_is_unit_invariant(dbs, tmp_path):
+    """Same data stored in eV and in kcal/mol, trained in those units: with the variance
+    weighting the validation losses agree (constant factor 1) epoch by epoch and the
+    errors in kcal/mol are the same; with the fixed weighting the loss ratio drifts."""
+    losses = {}
+    for w in ("variance", "fixed"):
+        for key, unit in (("eV", "eV"), ("kcal", "kcal/mol")):
+            out = tmp_path / f"{w}_{key}"
+            train(dbs[key], out, energy_unit=unit, epochs=3, weighting=w, progress=False,
+                  hyperparameters=HP)
+            losses[w, key] = np.array([v for _, v in read_logs(out)["val_loss"]])
+    ratio = losses["variance", "kcal"] / losses["variance", "eV"]
+    np.testing.assert_allclose(ratio, 1.0, rtol=1e-4)
+    mv = evaluate(tmp_path / "variance_eV", "val")["forces"]["mae"]
+    mk = evaluate(tmp_path / "variance_kcal", "val")["forces"]["mae"]
+    assert mv == pytest.approx(mk, rel=1e-4)
+    fixed = losses["fixed", "kcal"] / losses["fixed", "eV"]
+    c2 = energy_conversion("eV", "kcal/mol") ** 2
+    # fixed weighting: not even the trivial c^2 rescaling holds once training starts
+    assert np.ptp(fixed) / fixed.mean() > 0.1 or abs(fixed[-1] / c2 - 1) > 0.1
+
+
+def test_several_databases_split_files_and_atomrefs(dbs, tmp_path):
+    d = tmp_path / "multi"
+    d.mkdir()
+    a = shutil.copy(dbs["eV"], d / "a.db")
+    b = shutil.copy(dbs["eV_b"], d / "b.db")
+    np.savez(d / "b.db.split.npz", train_idx=np.arange(0, 60), val_idx=np.arange(70, 90),
+             test_idx=np.arange(100, 120))
+    out = tmp_path / "run"
+    train([a, b], out, energy_unit="eV", epochs=1, progress=False, hyperparameters=HP)
+    cfg = json.loads((out / "run.json").read_text())
+    sizes = [x["split_sizes"] for x in cfg["databases"]]
+    assert sizes == [{"train": 154, "val": 38, "test": 48}, {"train": 60, "val": 20, "test": 20}]
+    assert cfg["databases"][1]["split_file"].endswith("b.db.split.npz")
+    res = evaluate(out, "val")
+    assert res["n_frames"] == 58
+
+    # atomrefs from the database metadata become part of the offset
+    out2 = tmp_path / "run_ar"
+    train(dbs["ar"], out2, energy_unit="eV", epochs=1, progress=False, hyperparameters=HP)
+    off = json.loads((out2 / "run.json").read_text())["energy_offset"]
+    assert off["atomrefs"] == {"1": -13.6, "6": -1029.0, "8": -2041.0}
+    assert abs(off["mean_per_atom"]) < 1.0  # only the small remainder is left per atom
+    md = read_metadata(export(out2, tmp_path / "ar.pt", metrics=False))
+    assert md["energy_offset"]["atomrefs"]["8"] == -2041.0
+
+
+def test_fine_tuning_starts_from_trained_weights(run, dbs, tmp_path):
+    out = tmp_path / "ft"
+    train(dbs["eV_b"], out, energy_unit="kcal/mol", epochs=1, init_from=run, progress=False,
+          hyperparameters=HP)
+    fresh = tmp_path / "fresh"
+    train(dbs["eV_b"], fresh, energy_unit="kcal/mol", epochs=1, progress=False, hyperparameters=HP)
+    ft_loss = read_logs(out)["val_loss"][0][1]
+    fresh_loss = read_logs(fresh)["val_loss"][0][1]
+    assert ft_loss < 0.5 * fresh_loss
+    cfg = json.loads((out / "run.json").read_text())
+    src = json.loads((run / "run.json").read_text())
+    assert cfg["config"]["init_from"] == str(run)
+    assert cfg["energy_offset"]["mean_per_atom"] == src["energy_offset"]["mean_per_atom"]
+    with pytest.raises(TrainingDataError, match="energy_unit"):
+        train(dbs["eV_b"], tmp_path / "ft2", energy_unit="eV", epochs=1, init_from=run,
+              progress=False, hyperparameters=HP)
+
+
+def test_summarize_seeds(dbs, tmp_path):
+    runs = []
+    for seed in (0, 1):
+        out = tmp_path / f"s{seed}"
+        train(dbs["eV_b"], out, energy_unit="kcal/mol", epochs=1, seed=seed, progress=False,
+              hyperparameters=HP)
+        runs.append(out)
+    one = [evaluate(r, "val")["forces"]["mae"] for r in runs]
+    assert one[0] != one[1]  # different seeds, different models
+    s = summarize_seeds(runs, "val")
+    assert s["n_runs"] == 2 and s["units"]["energy"] == "kcal/mol"
+    assert s["forces"]["mae"]["mean"] == pytest.approx(np.mean(one))
+    assert s["forces"]["mae"]["se"] == pytest.approx(np.std(one, ddof=1) / np.sqrt(2))
+
+
+# ---- bad input ------------------------------------------------------------------------
+
+
+def test_database_without_forces_is_refused(dbs, tmp_path):
+    with pytest.raises(TrainingDataError, match=r"no `forces` property"):
+        train(dbs["noF"], tmp_path / "x", epochs=1, progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_mixed_units_are_refused(dbs, tmp_path):
+    with pytest.raises(TrainingDataError, match=r"mixed units across databases \(energy\).*eV.*Hartree"):
+        train([dbs["eV_b"], dbs["Ha"]], tmp_path / "x", epochs=1, progress=False)
+
+
+def test_split_file_that_does_not_match_is_refused(dbs, tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    b = shutil.copy(dbs["eV_b"], d / "b.db")
+    np.savez(d / "b.split.npz", train_idx=np.arange(0, 100), val_idx=np.arange(100, 130),
+             test_idx=np.arange(130, 140))
+    with pytest.raises(TrainingDataError, match=r"does not match database .*120 frames"):
+        train(b, tmp_path / "x", epochs=1, progress=False)
+    np.savez(d / "b.split.npz", train_idx=np.arange(0, 60), val_idx=np.arange(50, 70),
+             test_idx=np.arange(100, 110))
+    with pytest.raises(TrainingDataError, match=r"10 frames are in both `train_idx` and `val_idx`"):
+        train(b, tmp_path / "y", epochs=1, progress=False)
+    np.savez(d / "b.split.npz", train_idx=np.arange(0, 60), val_idx=np.arange(60, 70),
+             test_idx=np.arange(100, 110), n_frames=500)
+    with pytest.raises(TrainingDataError, match=r"made for 500 frames, the database has 120"):
+        train(b, tmp_path / "z", epochs=1, progress=False)
+
+
+def test_run_directory_from_another_version_is_refused(run, dbs, tmp_path):
+    other = tmp_path / "old"
+    shutil.copytree(run, other)
+    cfg = json.loads((other / "run.json").read_text())
+    cfg["format"] = "pymotor.run/0"
+    (other / "run.json").write_text(json.dumps(cfg))
+    with pytest.raises(TrainingDataError, match=r"another version of pymotor .*'pymotor.run/0'"):
+        train(dbs["eV"], other, energy_unit="kcal/mol", epochs=6, progress=False, hyperparameters=HP)
+    with pytest.raises(TrainingDataError, match=r"another version"):
+        evaluate(other)
+    with pytest.raises(TrainingDataError, match=r"another version"):
+        export(other, tmp_path / "m.pt")
+
+
+def test_other_bad_arguments(run, dbs, tmp_path):
+    with pytest.raises(TrainingDataError, match=r"different configuration: energy_unit"):
+        train(dbs["eV"], run, energy_unit="eV", epochs=6, progress=False, hyperparameters=HP)
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "file.txt").write_text("x")
+    with pytest.raises(TrainingDataError, match=r"not a pymotor run directory"):
+        train(dbs["eV"], junk, epochs=1, progress=False)
+    with pytest.raises(TrainingDataError, match=r"`energy_unit` must be one of"):
+        train(dbs["eV"], tmp_path / "u", energy_unit="kJ/mol", epochs=1)
+    with pytest.raises(ValueError, match=r"`weighting` must be"):
+        train(dbs["eV"], tmp_path / "u", weighting="auto", epochs=1)
+    with pytest.raises(TrainingDataError, match=r"does not exist"):
+        train(tmp_path / "missing.db", tmp_path / "u", epochs=1)
+    with pytest.raises(TrainingDataError, match=r"not a pymotor run directory"):
+        evaluate(junk)
+
+
+def test_cli_train_evaluate_export(dbs, tmp_path, capsys):
+    from pymotor.train.cli import main
+
+    out = tmp_path / "cli_run"
+    assert main(["train", dbs["eV_b"], "--out", str(out), "--energy-unit", "eV", "--epochs", "1",
+                 "--no-progress", "--hp", "n_atom_basis=16", "--hp", "n_interactions=1"]) == 0
+    assert main(["evaluate", str(out), "--split", "test"]) == 0
+    txt = capsys.readouterr().out
+    assert "kcal/mol" in txt and "test: 24 frames" in txt
+    assert main(["export", str(out), "--out", str(tmp_path / "c.pt")]) == 0
+    assert (tmp_path / "c.md").is_file()
+    assert main(["train", dbs["noF"], "--out", str(tmp_path / "bad")]) == 2
+    assert "no `forces` property" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_painn_trains_and_exports(dbs, tmp_path):
+    out = tmp_path / "painn"
+    train(dbs["eV_b"], out, model="painn", energy_unit="eV", epochs=3, progress=False, hyperparameters=HP)
+    val = [v for _, v in read_logs(out)["val_loss"]]
+    assert val[-1] < val[0]
+    md = read_metadata(export(out, tmp_path / "painn.pt"))
+    assert md["architecture"] == "painn"
