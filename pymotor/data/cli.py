@@ -1,0 +1,156 @@
+"""Command line: ``pymotor generate`` and ``pymotor conformers``.
+
+``register(subparsers)`` adds the sub-commands to pymotor's main parser; each sets ``func``
+(called with the parsed namespace, returns an exit code). ``python -m pymotor.data.cli ...``
+runs them without the main ``pymotor`` command.
+
+Examples::
+
+    pymotor generate --out data/T300 --temperature 300 --steps 20000 --trajectories 2 \\
+                     --equilibrate-fs 2000 --backend tblite            # CPNX (default)
+    pymotor generate --smiles "CC(=O)Oc1ccccc1C(=O)O" --out data/aspirin --steps 2000
+    pymotor generate --xyz my_motor.xyz --out data/motor
+    pymotor conformers data/T300/T300_1.db data/T300/T300_2.db --plot beta_delta.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+__all__ = ["register", "main"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "generate", help="GFN2-xTB reference MD -> SchNetPack databases (resumable)",
+        description="Run GFN2-xTB NVT molecular dynamics with pymotor's Nose-Hoover chain "
+                    "(equilibration discarded), independent trajectories in parallel processes, "
+                    "and write SchNetPack databases with split files. Repeating the same "
+                    "command resumes a killed run.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--smiles", default=None, help="molecule as SMILES (RDKit ETKDG + MMFF94)")
+    src.add_argument("--xyz", default=None, help="start geometry as an (extended) xyz file")
+    p.add_argument("--out", required=True, help="output folder, e.g. data/T300 (its name names the datasets)")
+    p.add_argument("--temperature", type=float, default=300.0, help="temperature in K (default 300)")
+    p.add_argument("--steps", type=int, default=20000, help="production steps per trajectory (default 20000)")
+    p.add_argument("--timestep", type=float, default=0.5, help="time step in fs (default 0.5)")
+    p.add_argument("--interval", type=int, default=1, help="save a frame every N steps (default 1)")
+    p.add_argument("--equilibrate-fs", type=float, default=2000.0,
+                   help="equilibration in fs, run and discarded (default 2000)")
+    p.add_argument("--trajectories", type=int, default=2, help="independent trajectories (default 2)")
+    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: one per core)")
+    p.add_argument("--backend", default="tblite", choices=["tblite", "xtb-python"])
+    p.add_argument("--seed", type=int, default=0, help="seed of trajectory 1 (k-th: seed+k-1)")
+    p.add_argument("--charge", type=int, default=0, help="total charge (default 0)")
+    p.add_argument("--spin", type=int, default=None,
+                   help="unpaired electrons 2S (default: 0 or 1 by electron-count parity)")
+    p.add_argument("--energy-unit", default="kcal/mol", help="kcal/mol (default), eV, kJ/mol, Hartree")
+    p.add_argument("--split", default="time", choices=["time", "random"],
+                   help="time: last 20%% test, rest 80/20 train/val, contiguous (default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_generate)
+
+    p = subparsers.add_parser(
+        "conformers", help="motor dihedrals beta/delta and conformer counts of datasets",
+        description="Print the conformer populations (anti-M, syn-M, anti-P, syn-P) of "
+                    "SchNetPack databases or xyz/H5MD trajectories and plot beta against delta.")
+    p.add_argument("inputs", nargs="+", help=".db (SchNetPack/ASE), .h5 (pymotor) or .xyz files")
+    p.add_argument("--plot", default=None, metavar="PNG", help="save the beta-delta scatter plot")
+    p.set_defaults(func=_conformers)
+
+
+def _generate(args) -> int:
+    from pymotor.data import cpnx
+    from pymotor.data.generate import GenerationError, generate_reference
+    from pymotor.data.inputs import atoms_from_smiles, atoms_from_xyz
+
+    try:
+        if args.smiles is not None:
+            atoms = atoms_from_smiles(args.smiles, seed=args.seed)
+        elif args.xyz is not None:
+            atoms = atoms_from_xyz(args.xyz)
+        else:
+            atoms = cpnx()
+        res = generate_reference(
+            atoms, args.out, temperature_K=args.temperature, steps=args.steps,
+            timestep_fs=args.timestep, interval=args.interval, equilibrate_fs=args.equilibrate_fs,
+            trajectories=args.trajectories, backend=args.backend, seed=args.seed,
+            charge=args.charge, spin=args.spin, energy_unit=args.energy_unit, split=args.split,
+            progress=not args.no_progress, workers=args.workers)
+    except (ValueError, TypeError, FileNotFoundError, ImportError, GenerationError) as exc:
+        print(f"pymotor generate: error: {exc}", file=sys.stderr)
+        return 2 if not isinstance(exc, GenerationError) else 1
+    for st in res["trajectories"]:
+        print(f"{st['name']}: {st['n_frames']} frames, T = {st['mean_temperature_K']:.1f} "
+              f"+- {st['std_temperature_K']:.1f} K, split {st['split_sizes']}")
+    print(f"merged: {res['merged']} ({res['merged_split']})")
+    return 0
+
+
+def _load_dihedrals(path: str):
+    """(beta, delta) arrays of one input file."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from pymotor.data.conformers import motor_dihedrals
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"`inputs`: no such file {path!r}")
+    if p.suffix == ".db":
+        from ase.db import connect
+
+        with connect(str(p), use_lock_file=False) as conn:
+            rows = list(conn.select(sort="id"))
+        if rows and "beta" in rows[0].data:
+            return (np.array([float(r.data["beta"][0]) for r in rows]),
+                    np.array([float(r.data["delta"][0]) for r in rows]))
+        return motor_dihedrals([r.toatoms() for r in rows])
+    if p.suffix in (".h5", ".hdf5"):
+        import pymotor
+
+        return motor_dihedrals(pymotor.read_trajectory(p))
+    from ase.io import read
+
+    return motor_dihedrals(read(p, index=":"))
+
+
+def _conformers(args) -> int:
+    import numpy as np
+
+    from pymotor.data.conformers import LABELS, classify_many, plot_dihedrals
+
+    betas, deltas, names = [], [], []
+    try:
+        for path in args.inputs:
+            b, d = _load_dihedrals(path)
+            b, d = np.atleast_1d(b), np.atleast_1d(d)
+            labels = classify_many(b, d)
+            counts = ", ".join(f"{lab} {np.mean(labels == lab) * 100:.1f}%" for lab in LABELS)
+            print(f"{path}: {len(b)} frames; beta {b.mean():.1f} +- {b.std():.1f} deg, "
+                  f"delta {d.mean():.1f} +- {d.std():.1f} deg; {counts}")
+            betas.append(b)
+            deltas.append(d)
+            names.append(path)
+    except (ValueError, FileNotFoundError, TypeError) as exc:
+        print(f"pymotor conformers: error: {exc}", file=sys.stderr)
+        return 2
+    if args.plot:
+        plot_dihedrals(betas, deltas, labels=names, out=args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pymotor.data.cli")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
