@@ -29,14 +29,58 @@ class MDError(RuntimeError):
 
 
 def maxwell_boltzmann_velocities(masses, temperature_K: float, rng: np.random.Generator,
-                                 n_replicas: int = 1) -> np.ndarray:
+                                 n_replicas: int = 1, positions=None) -> np.ndarray:
     """Velocities (R, N, 3) in Angstrom/fs drawn from Maxwell-Boltzmann at ``temperature_K``,
-    with the total momentum of each replica removed."""
+    with the total momentum of each replica removed (and, given ``positions`` (N, 3) of a
+    non-linear molecule, the angular momentum too)."""
     masses = np.asarray(masses, dtype=float)
     sigma = np.sqrt(KB_EV_PER_K * temperature_K / (masses * AMU_A2_PER_FS2_IN_EV))
     v = rng.standard_normal((n_replicas, len(masses), 3)) * sigma[None, :, None]
     p = (masses[None, :, None] * v).sum(axis=1, keepdims=True)
-    return v - p / masses.sum()
+    v = v - p / masses.sum()
+    if positions is not None and len(masses) >= 3:
+        for r in range(n_replicas):
+            v[r] = remove_angular_momentum(positions, v[r], masses)
+    return v
+
+
+def _inertia(positions, masses):
+    x = positions - masses @ positions / masses.sum()
+    r2 = (x**2).sum(1)
+    inertia = (masses * r2).sum() * np.eye(3) - np.einsum("i,ij,ik->jk", masses, x, x)
+    return x, inertia
+
+
+def remove_angular_momentum(positions, velocities, masses):
+    """Velocities minus the rigid rotation omega x r that carries the angular momentum about
+    the centre of mass (no-op for a linear molecule, whose inertia tensor is singular)."""
+    masses = np.asarray(masses, dtype=float)
+    x, inertia = _inertia(np.asarray(positions, dtype=float), masses)
+    L = np.einsum("i,ij->j", masses, np.cross(x, velocities))
+    if np.linalg.cond(inertia) > 1e8:
+        return velocities
+    omega = np.linalg.solve(inertia, L)
+    return velocities - np.cross(omega, x)
+
+
+def default_n_dof(positions, velocities, masses) -> float:
+    """Degrees of freedom left by the conserved quantities of an isolated molecule:
+    3N - 6 when total and angular momentum are zero (the thermostat keeps them zero),
+    3N - 3 when only the total momentum is zero, 3N otherwise."""
+    masses = np.asarray(masses, dtype=float)
+    n = len(masses)
+    p = masses @ velocities
+    scale = np.sqrt((masses[:, None] * velocities**2).sum() * masses.sum()) + 1e-300
+    if n >= 3 and np.abs(p).max() < 1e-8 * scale:
+        x, inertia = _inertia(np.asarray(positions, dtype=float), masses)
+        L = np.einsum("i,ij->j", masses, np.cross(x, velocities))
+        lscale = scale * np.sqrt(np.trace(inertia) / masses.sum()) + 1e-300
+        if np.abs(L).max() < 1e-8 * lscale and np.linalg.cond(inertia) < 1e8:
+            return float(3 * n - 6)
+        return float(3 * n - 3)
+    if np.abs(p).max() < 1e-8 * scale:
+        return float(max(3 * n - 3, 1))
+    return float(3 * n)
 
 
 def _replica_paths(trajectory, n: int) -> list[Path | None]:
@@ -161,7 +205,6 @@ def run_md(model: Any, atoms: Atoms | Sequence[Atoms], steps: int = 5000, *, tim
     R, N = len(replicas), len(replicas[0])
     template = replicas[0]
     masses = template.get_masses()
-    ndof = float(n_dof) if n_dof is not None else float(max(3 * N - 3, 1))
     paths = _replica_paths(trajectory, R)
     restart_paths = _replica_paths(restart, R) if restart is not None else None
     chunk = int(math.ceil(chunk_steps / interval) * interval)  # chunk ends on a saved frame
@@ -173,16 +216,10 @@ def run_md(model: Any, atoms: Atoms | Sequence[Atoms], steps: int = 5000, *, tim
         if temperature_K is None:
             vel = np.zeros_like(pos)
         else:
-            vel = maxwell_boltzmann_velocities(masses, temperature_K, np.random.default_rng(seed), R)
+            vel = maxwell_boltzmann_velocities(masses, temperature_K, np.random.default_rng(seed), R,
+                                               positions=pos[0])
 
-    potential = make_potential(model, template)
-    sim = _core.Simulation(
-        potential, pos, vel, masses, template.numbers.astype(np.int64), float(timestep_fs),
-        temperature_K=float(temperature_K) if thermostat else None, tdamp_fs=float(tdamp_fs),
-        chain_length=int(chain_length), n_substeps=int(n_substeps),
-        suzuki_yoshida_order=int(suzuki_yoshida_order), n_dof=ndof,
-    )
-
+    states = None
     append = [False] * R
     if restart_paths is not None:
         states = [read_state(p) for p in restart_paths]
@@ -192,14 +229,26 @@ def run_md(model: Any, atoms: Atoms | Sequence[Atoms], steps: int = 5000, *, tim
             if float(st["timestep_fs"]) != float(timestep_fs):
                 raise ValueError(f"`restart`: {p} was run with timestep_fs={float(st['timestep_fs'])}, "
                                  f"not {timestep_fs}")
+            if thermostat and "eta" not in st:
+                raise ValueError(f"`restart`: {p} has no thermostat state (an NVE run?)")
             append[r] = paths[r] is None or Path(paths[r]).resolve() == Path(p).resolve()
             if append[r]:
                 paths[r] = Path(p)
-        sim.positions = np.stack([st["positions"] for st in states])
-        sim.velocities = np.stack([st["velocities"] for st in states])
+        pos = np.stack([st["positions"] for st in states])
+        vel = np.stack([st["velocities"] for st in states])
+        if n_dof is None:
+            n_dof = float(states[0]["attrs"]["n_dof"])
+    ndof = float(n_dof) if n_dof is not None else min(default_n_dof(pos[r], vel[r], masses) for r in range(R))
+
+    potential = make_potential(model, template)
+    sim = _core.Simulation(
+        potential, pos, vel, masses, template.numbers.astype(np.int64), float(timestep_fs),
+        temperature_K=float(temperature_K) if thermostat else None, tdamp_fs=float(tdamp_fs),
+        chain_length=int(chain_length), n_substeps=int(n_substeps),
+        suzuki_yoshida_order=int(suzuki_yoshida_order), n_dof=ndof,
+    )
+    if states is not None:
         if thermostat:
-            if any("eta" not in st for st in states):
-                raise ValueError("`restart`: the restart file has no thermostat state (an NVE run?)")
             sim.set_thermostat_state(np.stack([st["eta"] for st in states]),
                                      np.stack([st["p_eta"] for st in states]))
         sim.step = int(states[0]["step"])
