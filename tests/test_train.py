@@ -208,6 +208,22 @@ def test_exported_model_through_pymotor_load_model(run, tmp_path):
         assert np.abs(f - ref["forces"].double().detach().numpy() * EV_PER_KCAL).max() <= 1e-5
 
 
+def test_exported_model_conserves_energy_in_nve(run, tmp_path):
+    """A short NVE run_md with the exported model (offset in float64) conserves energy."""
+    pymotor = pytest.importorskip("pymotor")
+    if not hasattr(pymotor, "run_md"):
+        pytest.skip("pymotor.run_md not available")
+    out = export(run, tmp_path / "toy.pt", metrics=False)
+    traj = pymotor.run_md(pymotor.load_model(out, device="cpu"), _ethanol(), steps=400,
+                          timestep_fs=0.25, temperature_K=300.0, thermostat=None, seed=1)
+    etot = np.asarray(traj.total_energy)
+    ekin = np.asarray(traj.kinetic_energy)
+    assert abs(etot.mean()) > 4000  # the absolute energy, offset included
+    # fluctuations of the total energy are a small fraction of the kinetic energy's
+    assert etot.std() < 0.01 * ekin.std(), (etot.std(), ekin.std())
+    assert abs(etot[-50:].mean() - etot[:50].mean()) < 0.01 * ekin.std()
+
+
 def test_variance_weighting_is_unit_invariant(dbs, tmp_path):
     """Same data stored in eV and in kcal/mol, trained in those units: with the variance
     weighting the validation losses agree (constant factor 1) epoch by epoch and the

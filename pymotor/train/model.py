@@ -15,7 +15,7 @@ DEFAULT_HYPERPARAMETERS = {
     "n_rbf": 20,
     "cutoff": 5.0,  # Angstrom, cosine cutoff
     # optimisation
-    "lr": 5e-4,
+    "lr": 1e-3,  # as SchNetPack's md17/rmd17 experiments
     "weight_decay": 0.0,  # AdamW, as SchNetPack's adamw config
     "lr_factor": 0.5,  # ReduceLROnPlateau on val_loss
     "lr_patience": 25,  # epochs

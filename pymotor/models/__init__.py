@@ -1,0 +1,51 @@
+"""Models shipped with pymotor.
+
+>>> import pymotor
+>>> model = pymotor.models.load("cpnx-schnet")        # a pymotor.Model (C++ engine)
+>>> print(pymotor.models.card("cpnx-schnet"))          # the markdown model card
+
+Each model is a TorchScript file ``<name>.pt`` written by ``pymotor export`` (format
+``pymotor.model/1``, see docs/ARCHITECTURE.md) with its model card ``<name>.md`` beside it.
+``python -m pymotor.models.build`` trains and exports ``cpnx-schnet`` from the project's
+GFN2-xTB reference data (``data/T300``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+__all__ = ["MODEL_DIR", "available", "path", "load", "card"]
+
+#: folder holding the shipped model files
+MODEL_DIR = Path(__file__).resolve().parent
+
+
+def available() -> List[str]:
+    """Names of the shipped models (files ``<name>.pt`` in this package)."""
+    return sorted(p.stem for p in MODEL_DIR.glob("*.pt"))
+
+
+def path(name: str) -> Path:
+    """File of the shipped model `name`; FileNotFoundError naming the available ones."""
+    p = MODEL_DIR / f"{name}.pt"
+    if not p.is_file():
+        have = available()
+        raise FileNotFoundError(
+            f"no shipped model {name!r} in {MODEL_DIR} (available: {', '.join(have) or 'none'}); "
+            "build it with `python -m pymotor.models.build` once the CPNX reference data "
+            "(data/T300) exists, or export your own with `pymotor export RUN --out FILE.pt`"
+        )
+    return p
+
+
+def load(name: str = "cpnx-schnet", device: str | None = None):
+    """Load the shipped model `name` with :func:`pymotor.load_model` (units from its metadata)."""
+    import pymotor
+
+    return pymotor.load_model(path(name), device=device)
+
+
+def card(name: str = "cpnx-schnet") -> str:
+    """The markdown model card of the shipped model `name`."""
+    return path(name).with_suffix(".md").read_text()

@@ -1,0 +1,68 @@
+"""Train and export the shipped ``cpnx-schnet`` model from the project's CPNX GFN2-xTB data.
+
+    python -m pymotor.models.build --data data/T300 --run runs/cpnx-schnet --max-hours 2
+
+Uses every trajectory database ``<name>_<k>.db`` in ``--data`` (each split by time with its
+own ``<name>_<k>_split.npz``; the merged ``<name>.db`` is skipped so no frame is used twice),
+trains SchNet (128 features, 3 interactions, 20 Gaussian RBF, cosine cutoff 5 Å) in kcal/mol
+with SchNetPack, and exports the best model to ``pymotor/models/cpnx-schnet.pt`` with its model
+card. The command is resumable: run it again (e.g. after a kill or with a larger
+``--max-hours``) and training continues from the run's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from . import MODEL_DIR
+
+
+def trajectory_databases(data_dir: Path):
+    """``<name>_<k>.db`` files in `data_dir`, sorted by k (the merged ``<name>.db`` excluded)."""
+    dbs = [p for p in Path(data_dir).glob("*.db") if re.search(r"_\d+\.db$", p.name)]
+    return sorted(dbs, key=lambda p: int(re.search(r"_(\d+)\.db$", p.name).group(1)))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pymotor.models.build", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="data/T300", help="folder with the reference databases")
+    ap.add_argument("--run", default="runs/cpnx-schnet", help="training run directory")
+    ap.add_argument("--name", default="cpnx-schnet", help="shipped model name")
+    ap.add_argument("--epochs", type=int, default=1000)
+    ap.add_argument("--max-hours", type=float, default=None, help="wall-time limit of this session")
+    ap.add_argument("--energy-unit", default="kcal/mol")
+    ap.add_argument("--weighting", default="fixed", choices=["fixed", "variance"])
+    ap.add_argument("--lr-patience", type=int, default=10)
+    ap.add_argument("--es-patience", type=int, default=40)
+    ap.add_argument("--export-only", action="store_true", help="only export the run's best model")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+
+    from pymotor.train import evaluate, export, format_metrics, train
+
+    if not args.export_only:
+        dbs = trajectory_databases(Path(args.data))
+        if not dbs:
+            print(f"no trajectory databases <name>_<k>.db in {args.data}", file=sys.stderr)
+            return 2
+        print("training on:", *[str(d) for d in dbs], sep="\n  ", flush=True)
+        res = train([str(d) for d in dbs], args.run, model="schnet", energy_unit=args.energy_unit,
+                    epochs=args.epochs, seed=0, weighting=args.weighting,
+                    progress=not args.no_progress,
+                    hyperparameters={"lr_patience": args.lr_patience,
+                                     "early_stopping_patience": args.es_patience},
+                    max_time_s=None if args.max_hours is None else args.max_hours * 3600)
+        print(res, flush=True)
+    for split in ("val", "test"):
+        print(format_metrics(evaluate(args.run, split)), flush=True)
+    out = export(args.run, MODEL_DIR / f"{args.name}.pt", name=args.name)
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
