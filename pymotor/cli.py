@@ -1,0 +1,96 @@
+"""The ``pymotor`` command line: md, demo, generate, train, evaluate, export, compare."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: subcommand modules, each with register(subparsers)
+_SUBSYSTEMS = ("pymotor.data.cli", "pymotor.train.cli", "pymotor.comparison.cli")
+
+
+def _register_md(sub) -> None:
+    p = sub.add_parser("md", help="NN and GFN2-xTB MD from the same start (same integrator)",
+                       description="Run pymotor.run_md with a deployed model and, unless --no-xtb, "
+                                   "with GFN2-xTB from the same positions and velocities.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--start-db", help="start from a reference database (default frame: last test frame)")
+    src.add_argument("--xyz", help="start from an xyz file (velocities drawn at --temperature)")
+    p.add_argument("--model", help="deployed TorchScript model; default: the shipped cpnx-schnet")
+    p.add_argument("--backend", default="torchscript", choices=["torchscript"], help="model evaluator")
+    p.add_argument("--steps", type=int, default=5000)
+    p.add_argument("--timestep-fs", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=300.0, help="K")
+    p.add_argument("--thermostat", default="nose-hoover", choices=["nose-hoover", "none"])
+    p.add_argument("--tdamp-fs", type=float, default=100.0)
+    p.add_argument("--interval", type=int, default=1)
+    p.add_argument("--xtb-backend", default="tblite", choices=["tblite", "xtb-python"])
+    p.add_argument("--no-xtb", action="store_true", help="run only the NN model")
+    p.add_argument("--out", default="runs/md", help="output folder (nn.h5, xtb.h5, timings.json)")
+    p.set_defaults(func=_md)
+
+
+def _md(args) -> int:
+    from ase.io import read
+
+    from . import data, models
+    from .workflows import run_pair, start_from_dataset
+
+    if args.start_db:
+        atoms = start_from_dataset(args.start_db)
+    elif args.xyz:
+        atoms = read(args.xyz)
+    else:
+        atoms = data.cpnx()
+    model = args.model or models.path("cpnx-schnet")
+    res = run_pair(model, atoms, args.out, steps=args.steps, timestep_fs=args.timestep_fs,
+                   temperature_K=args.temperature,
+                   thermostat=None if args.thermostat == "none" else args.thermostat, tdamp_fs=args.tdamp_fs,
+                   xtb_backend=None if args.no_xtb else args.xtb_backend, interval=args.interval)
+    print(f"wrote {res.nn}" + (f" and {res.xtb}" if res.xtb else ""))
+    for k, v in res.seconds_per_step.items():
+        print(f"  {k}: {1e3 * v:.2f} ms/step")
+    return 0
+
+
+def _register_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the whole loop on CPNX: xTB reference, training, NN vs xTB MD, report")
+    p.add_argument("--out", default="demo", help="work folder (resumable)")
+    p.add_argument("--pretrained", action="store_true", help="use the shipped model instead of training")
+    p.add_argument("--full", action="store_true", help="the source work's scale (hours)")
+    p.add_argument("--tiny", action="store_true", help="a few dozen steps per stage (smoke test)")
+    p.add_argument("--yes", action="store_true", help="do not ask before a long --full run")
+    p.set_defaults(func=_demo)
+
+
+def _demo(args) -> int:
+    from .demo import main as demo_main
+
+    return demo_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pymotor", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _register_md(sub)
+    _register_demo(sub)
+    for mod in _SUBSYSTEMS:
+        try:
+            importlib.import_module(mod).register(sub)
+        except ModuleNotFoundError as exc:  # a subsystem whose optional dependencies are missing
+            if exc.name and exc.name.startswith("pymotor"):
+                raise
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, TypeError) as exc:
+        print(f"pymotor {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

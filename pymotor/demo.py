@@ -1,0 +1,130 @@
+"""``pymotor demo``: the whole loop on the embedded CPNX motor.
+
+1. GFN2-xTB NVT reference MD (tblite) -> SchNetPack database with a time split;
+2. SchNet training (or ``--pretrained``: the shipped ``cpnx-schnet`` model) and export;
+3. NN and xTB MD from the same start (the last test frame, with its velocities);
+4. the comparison report (HTML, figures, summary.json).
+
+Every stage is resumable: rerunning the command continues where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    reference_steps: int       # xTB production steps per trajectory (0.5 fs)
+    equilibrate_fs: float
+    trajectories: int
+    epochs: int
+    train_time_s: float | None  # wall-time cap of the training stage
+    md_steps: int              # NN and xTB MD steps (1 fs)
+
+    def estimate_s(self, xtb_s: float = 0.05, nn_s: float = 0.01, epoch_s_per_frame: float = 0.02) -> float:
+        gen = (self.reference_steps + self.equilibrate_fs / 0.5) * xtb_s
+        train = self.train_time_s or self.epochs * self.reference_steps * 0.64 * epoch_s_per_frame
+        return gen + train + self.md_steps * (xtb_s + nn_s) + 30.0
+
+
+SCALES = {
+    "tiny": Scale("tiny", 60, 10.0, 1, 2, 120.0, 40),
+    "default": Scale("default", 2000, 500.0, 1, 200, 240.0, 5000),
+    "full": Scale("full", 20000, 2000.0, 2, 1000, None, 5000),
+}
+
+
+def _stage(title: str) -> float:
+    print(f"\n== {title}", flush=True)
+    return time.perf_counter()
+
+
+def run_demo(out: str | Path = "demo", scale: str = "default", pretrained: bool = False,
+             progress: bool = True) -> dict:
+    """Run the demo pipeline in ``out``; returns the headline numbers (also in out/headline.json)."""
+    from . import data, models
+    from .comparison import compare
+    from .workflows import run_pair, start_from_dataset
+
+    sc = SCALES[scale]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings = {}
+
+    t = _stage(f"1/4 GFN2-xTB reference: {sc.trajectories} x {sc.reference_steps} steps of 0.5 fs at 300 K")
+    ref = data.generate_reference(data.cpnx(), out / "data", temperature_K=300.0, steps=sc.reference_steps,
+                                  timestep_fs=0.5, equilibrate_fs=sc.equilibrate_fs,
+                                  trajectories=sc.trajectories, backend="tblite", seed=0, progress=progress)
+    timings["reference_s"] = time.perf_counter() - t
+    db = Path(ref["databases"][0])
+
+    t = _stage("2/4 model: " + ("shipped cpnx-schnet" if pretrained else f"SchNet training ({sc.name} scale)"))
+    metrics = {}
+    if pretrained:
+        model_path = models.path("cpnx-schnet")
+    else:
+        from .train import evaluate, export, train
+
+        run_dir = out / "run"
+        train([Path(p) for p in ref["databases"]], run_dir, epochs=sc.epochs, seed=0, progress=progress,
+              max_time_s=sc.train_time_s)
+        model_path = export(run_dir, out / "model.pt")
+        metrics = evaluate(run_dir, split="test")
+    timings["model_s"] = time.perf_counter() - t
+
+    t = _stage(f"3/4 NN and xTB MD: {sc.md_steps} steps of 1 fs from the last test frame")
+    start = start_from_dataset(db, split="test")
+    pair = run_pair(model_path, start, out / "md", steps=sc.md_steps, timestep_fs=1.0, temperature_K=300.0,
+                    progress=progress)
+    timings["md_s"] = time.perf_counter() - t
+
+    t = _stage("4/4 comparison report")
+    report = compare(reference=pair.xtb, candidate=pair.nn)
+    report_dir = out / "report"
+    report.write(report_dir)
+    timings["report_s"] = time.perf_counter() - t
+
+    summary = json.loads((report_dir / "summary.json").read_text())
+    headline = {
+        "report": str((report_dir / "index.html").resolve()),
+        "test_metrics_kcal": metrics,
+        "nn_ms_per_step": 1e3 * pair.seconds_per_step["nn"],
+        "xtb_ms_per_step": 1e3 * pair.seconds_per_step["xtb"],
+        "speedup": pair.seconds_per_step["xtb"] / pair.seconds_per_step["nn"],
+        "summary": {k: summary[k] for k in ("rmsf_pearson_r", "power_spectrum_pearson_r") if k in summary},
+        "stage_seconds": timings,
+    }
+    (out / "headline.json").write_text(json.dumps(headline, indent=2, default=float))
+    return headline
+
+
+def _print_headline(h: dict) -> None:
+    print("\n== pymotor demo finished")
+    print(f"report: {h['report']}")
+    m = h.get("test_metrics_kcal") or {}
+    for key in ("energy_mae", "forces_mae"):
+        if key in m:
+            v = m[key]
+            print(f"  test {key}: {v}")
+    for k, v in h["summary"].items():
+        print(f"  {k}: {v}")
+    print(f"  NN MD {h['nn_ms_per_step']:.2f} ms/step, xTB MD {h['xtb_ms_per_step']:.1f} ms/step, "
+          f"speed-up {h['speedup']:.1f}x")
+    print("  stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in h["stage_seconds"].items()))
+
+
+def main(args) -> int:
+    scale = "full" if args.full else "tiny" if args.tiny else "default"
+    est = SCALES[scale].estimate_s()
+    print(f"pymotor demo ({scale} scale): expected to take about {est / 60:.0f} minutes on 2 CPU cores; "
+          f"work folder {args.out} (rerun to resume)")
+    if scale == "full" and not args.yes:
+        if input("continue? [y/N] ").strip().lower() not in ("y", "yes"):
+            return 1
+    h = run_demo(args.out, scale=scale, pretrained=args.pretrained)
+    _print_headline(h)
+    return 0
