@@ -181,3 +181,19 @@ def test_momenta_of_atoms_are_used():
     t = pymotor.run_md(pymotor.LennardJonesPotential(**LJ_AR), a, steps=0, timestep_fs=1.0, thermostat=None)
     np.testing.assert_allclose(t.velocities[0], v, atol=1e-12)
     assert len(t) == 1
+
+
+@pytest.mark.slow
+def test_nose_hoover_canonical_cpnx_small_model(tiny_model_path):
+    """CPNX (48 atoms) with a small SchNet-like model at 300 K: canonical mean and variance
+    of the kinetic energy (n_dof = 3N - 6)."""
+    atoms = pymotor.data.cpnx()
+    trajs = pymotor.run_md(tiny_model_path, [atoms.copy() for _ in range(4)], steps=40_000, timestep_fs=0.5,
+                           temperature_K=300.0, tdamp_fs=50.0, seed=11, interval=5)
+    n_dof = trajs[0].n_dof
+    assert n_dof == 3 * 48 - 6
+    ke = np.array([t.kinetic_energy[len(t) // 5:] for t in trajs])
+    mean_ref, var_ref = n_dof * KT_300 / 2, n_dof * KT_300**2 / 2
+    se_mean = np.sqrt(np.mean([block_standard_error(k) ** 2 for k in ke]) / len(ke))
+    assert abs(ke.mean() - mean_ref) < 4 * se_mean, (ke.mean() / mean_ref, se_mean / mean_ref)
+    assert abs(ke.var() / var_ref - 1.0) < 0.1, ke.var() / var_ref

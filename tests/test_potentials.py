@@ -146,3 +146,30 @@ def test_cuda_equals_cpu(tiny_model_path, ethanol):
     e_gpu, f_gpu = pymotor.load_model(tiny_model_path, device="cuda").compute(ethanol)
     assert abs(e_cpu - e_gpu) < 1e-4
     np.testing.assert_allclose(f_cpu, f_gpu, atol=1e-4)
+
+
+@pytest.mark.schnetpack
+# SchNetPack's AtomsConverter hands torch tensors to ase.Atoms, which numpy 2 warns about
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+def test_torchscript_equals_python_schnetpack_model(tmp_path):
+    """A SchNetPack SchNet (random weights) scripted as spkdeploy does, evaluated by pymotor's
+    C++ engine on CPNX, equals the Python model evaluated by SchNetPack's own converter."""
+    spk = pytest.importorskip("schnetpack")
+    torch.manual_seed(0)
+    cutoff = 5.0
+    rep = spk.representation.SchNet(n_atom_basis=32, n_interactions=2, radial_basis=spk.nn.GaussianRBF(20, cutoff),
+                                    cutoff_fn=spk.nn.CosineCutoff(cutoff))
+    model = spk.model.NeuralNetworkPotential(
+        representation=rep, input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=[spk.atomistic.Atomwise(32, output_key="energy"),
+                        spk.atomistic.Forces(energy_key="energy", force_key="forces")])
+    model.eval()
+    path = save_model(model, tmp_path / "spk.pt", cutoff=cutoff, metadata=None)
+    atoms = pymotor.data.cpnx()
+    converter = spk.interfaces.AtomsConverter(neighbor_list=spk.transform.MatScipyNeighborList(cutoff=cutoff),
+                                              dtype=torch.float32)
+    ref = model(converter(atoms))
+    m = pymotor.load_model(path, energy_unit="eV", length_unit="Angstrom")
+    e, f = m.compute(atoms)
+    assert abs(e - ref["energy"].item()) < 1e-4
+    np.testing.assert_allclose(f, ref["forces"].detach().numpy(), atol=1e-5)
