@@ -179,6 +179,26 @@ def test_rigid_motion_leaves_rmsf_distances_rg_unchanged(motor, seed):
                                analysis.radius_of_gyration(still, masses), atol=1e-10)
 
 
+@pytest.mark.parametrize("shape", ["linear", "planar"])
+def test_rmsf_of_degenerate_geometries(shape):
+    # linear and planar molecules make the superposition eigenproblem (nearly) degenerate
+    rng = np.random.default_rng(5)
+    n, t = 6, 40
+    x0 = np.zeros((n, 3))
+    x0[:, 0] = 1.4 * np.arange(n)
+    if shape == "planar":
+        x0[:, 1] = rng.normal(size=n)
+    noise = 0.1 * rng.normal(size=(t, n, 3))
+    noise[:, :, 2] = 0.0
+    if shape == "linear":
+        noise[:, :, 1] = 0.0
+    still = x0 + noise
+    rot = Rotation.random(t, random_state=6).as_matrix()
+    moved = np.einsum("tab,tnb->tna", rot, still) + rng.normal(size=(t, 1, 3))
+    w = rng.uniform(1, 16, size=n)
+    np.testing.assert_allclose(analysis.rmsf(moved, w), rmsf_numpy(still, w), atol=1e-9)
+
+
 # ---- dihedrals ----------------------------------------------------------------------------
 def test_dihedrals_equal_mdtraj_and_mdanalysis(traj):
     import mdtraj

@@ -107,6 +107,82 @@ void largest_eigenvector_4x4(double a[4][4], double q[4]) {
   for (int k = 0; k < 4; ++k) q[k] = v[k][best] / norm;
 }
 
+double det3(double a, double b, double c, double d, double e, double f, double g, double h,
+            double i) {
+  return a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g);
+}
+
+// Largest eigenvector of Horn's traceless symmetric key matrix K, the QCP way (Theobald
+// 2005): Newton on the characteristic polynomial from the upper bound (G_x + G_y)/2, then
+// the eigenvector as the largest column of adj(K - lambda I). Returns false when the
+// largest eigenvalue is (nearly) degenerate, where the adjugate is unreliable; the
+// caller then uses Jacobi.
+bool qcp_eigenvector(const double k[4][4], double g_sum, double q[4]) {
+  const double e0 = 0.5 * g_sum;
+  if (!(e0 > 0.0)) return false;
+  double k2[4][4];
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) {
+      double v = 0.0;
+      for (int l = 0; l < 4; ++l) v += k[i][l] * k[l][j];
+      k2[i][j] = v;
+    }
+  double tr2 = 0.0, tr3 = 0.0;
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) {
+      tr2 += k[i][j] * k[i][j];
+      tr3 += k2[i][j] * k[j][i];
+    }
+  const double det =
+      k[0][0] * det3(k[1][1], k[1][2], k[1][3], k[2][1], k[2][2], k[2][3], k[3][1], k[3][2], k[3][3]) -
+      k[0][1] * det3(k[1][0], k[1][2], k[1][3], k[2][0], k[2][2], k[2][3], k[3][0], k[3][2], k[3][3]) +
+      k[0][2] * det3(k[1][0], k[1][1], k[1][3], k[2][0], k[2][1], k[2][3], k[3][0], k[3][1], k[3][3]) -
+      k[0][3] * det3(k[1][0], k[1][1], k[1][2], k[2][0], k[2][1], k[2][2], k[3][0], k[3][1], k[3][2]);
+  // det(lambda I - K) = lambda^4 + c2 lambda^2 + c1 lambda + c0 for traceless K
+  const double c2 = -0.5 * tr2, c1 = -tr3 / 3.0, c0 = det;
+  double lam = e0;
+  for (int it = 0; it < 50; ++it) {
+    const double l2 = lam * lam;
+    const double p = (l2 + c2) * l2 + c1 * lam + c0;
+    const double dp = 4.0 * l2 * lam + 2.0 * c2 * lam + c1;
+    if (!(dp > 0.0)) break;
+    const double step = p / dp;
+    lam -= step;
+    if (std::abs(step) <= 1e-14 * e0) break;
+  }
+  double m[4][4];
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) m[i][j] = k[i][j] - (i == j ? lam : 0.0);
+  // column c of adj(M): cofactors C_{c,r} (M symmetric, so rows and columns agree)
+  double best[4] = {0, 0, 0, 0}, best_norm = 0.0;
+  for (int c = 0; c < 4; ++c) {
+    double col[4];
+    for (int r = 0; r < 4; ++r) {
+      double sub[9];
+      int idx = 0;
+      for (int i = 0; i < 4; ++i) {
+        if (i == c) continue;
+        for (int j = 0; j < 4; ++j) {
+          if (j == r) continue;
+          sub[idx++] = m[i][j];
+        }
+      }
+      const double minor = det3(sub[0], sub[1], sub[2], sub[3], sub[4], sub[5], sub[6], sub[7], sub[8]);
+      col[r] = ((r + c) % 2 == 0) ? minor : -minor;
+    }
+    const double nrm = col[0] * col[0] + col[1] * col[1] + col[2] * col[2] + col[3] * col[3];
+    if (nrm > best_norm) {
+      best_norm = nrm;
+      for (int r = 0; r < 4; ++r) best[r] = col[r];
+    }
+  }
+  const double scale3 = e0 * e0 * e0;
+  if (!(best_norm > 1e-16 * scale3 * scale3)) return false;  // |col| < 1e-8 e0^3
+  const double inv = 1.0 / std::sqrt(best_norm);
+  for (int r = 0; r < 4; ++r) q[r] = best[r] * inv;
+  return true;
+}
+
 // ---- FFT machinery: decimation in frequency, output in bit-reversed order ----------------
 using cplx = std::complex<double>;
 
@@ -309,10 +385,12 @@ void dihedrals(const double* positions, std::size_t n_frames, std::size_t n_atom
 void kabsch_rotation(const double* x, const double* y, const double* w, std::size_t n,
                      double* r) {
   double s[3][3] = {{0, 0, 0}, {0, 0, 0}, {0, 0, 0}};
+  double g_sum = 0.0;  // sum_i w_i (|x_i|^2 + |y_i|^2): twice an upper bound of the eigenvalue
   for (std::size_t i = 0; i < n; ++i) {
     const double wi = w ? w[i] : 1.0;
     for (int a = 0; a < 3; ++a) {
       const double wx = wi * x[3 * i + a];
+      g_sum += wx * x[3 * i + a] + wi * y[3 * i + a] * y[3 * i + a];
       for (int b = 0; b < 3; ++b) s[a][b] += wx * y[3 * i + b];
     }
   }
@@ -326,7 +404,7 @@ void kabsch_rotation(const double* x, const double* y, const double* w, std::siz
       {sxy - syx, szx + sxz, syz + szy, -sxx - syy + szz},
   };
   double q[4];
-  largest_eigenvector_4x4(k, q);
+  if (!qcp_eigenvector(k, g_sum, q)) largest_eigenvector_4x4(k, q);
   const double q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3];
   r[0] = q0 * q0 + q1 * q1 - q2 * q2 - q3 * q3;
   r[1] = 2.0 * (q1 * q2 - q0 * q3);
