@@ -375,6 +375,10 @@ def test_cli_train_evaluate_export(dbs, tmp_path, capsys):
     out = tmp_path / "cli_run"
     assert main(["train", dbs["eV_b"], "--out", str(out), "--energy-unit", "eV", "--epochs", "1",
                  "--no-progress", "--hp", "n_atom_basis=16", "--hp", "n_interactions=1"]) == 0
+    assert json.loads((out / "run.json").read_text())["global_step"] == 5  # 77 frames / 16
+    assert main(["train", dbs["eV_b"], "--out", str(tmp_path / "strided"), "--energy-unit", "eV",
+                 "--epochs", "1", "--stride", "2", "--no-progress", "--hp", "n_atom_basis=16"]) == 0
+    assert json.loads((tmp_path / "strided" / "run.json").read_text())["global_step"] == 3  # 39 / 16
     assert main(["evaluate", str(out), "--split", "test"]) == 0
     txt = capsys.readouterr().out
     assert "kcal/mol" in txt and "test: 24 frames" in txt

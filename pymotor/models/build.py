@@ -38,6 +38,10 @@ def main(argv=None) -> int:
     ap.add_argument("--weighting", default="fixed", choices=["fixed", "variance"])
     ap.add_argument("--lr-patience", type=int, default=10)
     ap.add_argument("--es-patience", type=int, default=40)
+    ap.add_argument("--stride", type=int, default=10,
+                    help="every N-th frame of train/val (0.5 fs frames are nearly identical)")
+    ap.add_argument("--eval-stride", type=int, default=5, help="every N-th frame for the card's metrics")
+    ap.add_argument("--init-from", default=None, help="fine-tune from this run (e.g. an interim run)")
     ap.add_argument("--export-only", action="store_true", help="only export the run's best model")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -51,15 +55,16 @@ def main(argv=None) -> int:
             return 2
         print("training on:", *[str(d) for d in dbs], sep="\n  ", flush=True)
         res = train([str(d) for d in dbs], args.run, model="schnet", energy_unit=args.energy_unit,
-                    epochs=args.epochs, seed=0, weighting=args.weighting,
+                    epochs=args.epochs, seed=0, weighting=args.weighting, stride=args.stride,
+                    init_from=args.init_from,
                     progress=not args.no_progress,
                     hyperparameters={"lr_patience": args.lr_patience,
                                      "early_stopping_patience": args.es_patience},
                     max_time_s=None if args.max_hours is None else args.max_hours * 3600)
         print(res, flush=True)
     for split in ("val", "test"):
-        print(format_metrics(evaluate(args.run, split)), flush=True)
-    out = export(args.run, MODEL_DIR / f"{args.name}.pt", name=args.name)
+        print(format_metrics(evaluate(args.run, split, stride=args.eval_stride)), flush=True)
+    out = export(args.run, MODEL_DIR / f"{args.name}.pt", name=args.name, eval_stride=args.eval_stride)
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 

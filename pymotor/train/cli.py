@@ -50,12 +50,15 @@ def register(subparsers) -> None:
                    help="stop this session after HOURS (resume later with the same command)")
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
                    help="hyperparameter override, e.g. --hp lr=1e-3 --hp n_interactions=6")
+    p.add_argument("--stride", type=int, default=1,
+                   help="use every STRIDE-th frame of the train/val parts (correlated MD frames)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser("evaluate", help="MAE/RMSE ± SE of a run in kcal/mol and kcal/mol/Å")
     p.add_argument("runs", nargs="+", help="run directory (several: mean ± SE across seeds)")
     p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--stride", type=int, default=1, help="evaluate every STRIDE-th frame")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=_evaluate)
 
@@ -63,6 +66,7 @@ def register(subparsers) -> None:
     p.add_argument("run", help="run directory")
     p.add_argument("--out", default="cpnx.pt", help="model file (default cpnx.pt); card: <stem>.md")
     p.add_argument("--no-check", action="store_true", help="skip the scripted-vs-Python comparison")
+    p.add_argument("--eval-stride", type=int, default=1, help="evaluate every N-th frame for the card")
     p.set_defaults(func=_export)
 
 
@@ -86,7 +90,7 @@ def _train(args) -> int:
                 batch_size=args.batch_size, seed=args.seed, loss_weights=args.loss_weights,
                 weighting=args.weighting, init_from=args.init_from, device=args.device,
                 progress=not args.no_progress, num_threads=args.threads,
-                hyperparameters=_parse_hp(args.hp),
+                hyperparameters=_parse_hp(args.hp), stride=args.stride,
                 max_time_s=None if args.max_time is None else args.max_time * 3600.0)
     print(f"{res['run_dir']}: epoch {res['epoch']}, step {res['global_step']}, best val loss "
           f"{res['best_val_loss']}, {res['wall_time_s']:.0f} s ({res['stop_reason']})")
@@ -97,9 +101,9 @@ def _evaluate(args) -> int:
     from .evaluate import evaluate, format_metrics, summarize_seeds
 
     if len(args.runs) == 1:
-        res = evaluate(args.runs[0], split=args.split)
+        res = evaluate(args.runs[0], split=args.split, stride=args.stride)
     else:
-        res = summarize_seeds(args.runs, split=args.split)
+        res = summarize_seeds(args.runs, split=args.split, stride=args.stride)
     print(json.dumps(res, indent=2) if args.json else format_metrics(res))
     return 0
 
@@ -107,7 +111,7 @@ def _evaluate(args) -> int:
 def _export(args) -> int:
     from .export import export
 
-    out = export(args.run, args.out, check=not args.no_check)
+    out = export(args.run, args.out, check=not args.no_check, eval_stride=args.eval_stride)
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 

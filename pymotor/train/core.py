@@ -45,7 +45,7 @@ RUN_FORMAT = "pymotor.run/1"
 
 # configuration keys that must agree when a run directory is resumed
 _RESUME_KEYS = ("databases", "model", "energy_unit", "batch_size", "seed", "loss_weights",
-                "weighting", "init_from", "hyperparameters")
+                "weighting", "init_from", "hyperparameters", "stride")
 
 
 @contextlib.contextmanager
@@ -220,6 +220,7 @@ def train(
     num_threads: Optional[int] = 1,
     hyperparameters: Optional[dict] = None,
     max_time_s: Optional[float] = None,
+    stride: int = 1,
 ) -> dict:
     """Train a SchNet (or PaiNN) energy+force model with SchNetPack; resume if `out` exists.
 
@@ -251,6 +252,9 @@ def train(
             n_interactions, n_rbf, cutoff, lr, weight_decay, lr_factor, lr_patience, lr_min,
             early_stopping_patience, ema_decay, val_batch_size).
         max_time_s: stop this session after this wall time (seconds); resume later.
+        stride: use every `stride`-th frame of each database's training and validation
+            parts (MD frames 0.5 fs apart are nearly identical; the test part is always
+            evaluated in full by `evaluate`).
 
     Returns:
         dict with ``run_dir``, ``global_step``, ``epoch``, ``best_val_loss``, ``wall_time_s``.
@@ -276,6 +280,8 @@ def train(
         raise ValueError(f"`loss_weights` must be two non-negative numbers (energy, forces), got {loss_weights!r}")
     if int(epochs) < 1:
         raise ValueError(f"`epochs` must be >= 1, got {epochs!r}")
+    if int(stride) < 1:
+        raise ValueError(f"`stride` must be >= 1, got {stride!r}")
     if int(batch_size) < 1:
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size!r}")
     hp = dict(DEFAULT_HYPERPARAMETERS)
@@ -299,6 +305,7 @@ def train(
         "weighting": weighting,
         "init_from": init_dir,
         "hyperparameters": hp,
+        "stride": int(stride),
     }
 
     resume = (run_dir / "run.json").is_file()
@@ -311,6 +318,7 @@ def train(
     if resume:
         cfg = read_run(run_dir)
         stored = dict(cfg["config"])
+        stored.setdefault("stride", 1)
         stored["databases"] = [d["path"] for d in cfg["databases"]]
         diff = [k for k in _RESUME_KEYS if _norm(stored.get(k)) != _norm(requested[k])]
         if diff:
@@ -353,7 +361,8 @@ def train(
         for k, info in enumerate(infos):
             _split_for(info, k, run_dir)
         frames = [Frames(info, energy_unit) for info in infos]
-        train_set = FrameDataset([(fr, info.split["train"]) for fr, info in zip(frames, infos)])
+        train_set = FrameDataset([(fr, info.split["train"][::int(stride)])
+                                  for fr, info in zip(frames, infos)])
         if init_cfg is not None:
             atomrefs = {int(z): v for z, v in init_cfg["energy_offset"]["atomrefs"].items()} or None
             mean_per_atom = float(init_cfg["energy_offset"]["mean_per_atom"])
@@ -495,8 +504,9 @@ def _fit(cfg, run_dir, infos, frames, atomrefs, mean_per_atom, norm, hp, dev, pr
     c = cfg["config"]
     ar_t = _atomref_tensor(atomrefs)
     transforms = preprocessing_transforms(float(hp["cutoff"]), ar_t, mean_per_atom)
-    train_set = FrameDataset([(fr, i.split["train"]) for fr, i in zip(frames, infos)], transforms)
-    val_set = FrameDataset([(fr, i.split["val"]) for fr, i in zip(frames, infos)], transforms)
+    st = int(c.get("stride", 1))
+    train_set = FrameDataset([(fr, i.split["train"][::st]) for fr, i in zip(frames, infos)], transforms)
+    val_set = FrameDataset([(fr, i.split["val"][::st]) for fr, i in zip(frames, infos)], transforms)
     if len(val_set) == 0:
         raise TrainingDataError("the validation set is empty")
 

@@ -68,7 +68,8 @@ def _model_inputs(batch):
 
 
 def export(run_dir: Union[str, os.PathLike], out: Union[str, os.PathLike] = "cpnx.pt",
-           card: bool = True, check: bool = True, metrics: bool = True, name: Optional[str] = None) -> Path:
+           card: bool = True, check: bool = True, metrics: bool = True, name: Optional[str] = None,
+           eval_stride: int = 1) -> Path:
     """Write `out` (TorchScript + ``_extra_files`` ``cutoff`` and ``metadata``) and a model card.
 
     Args:
@@ -79,6 +80,7 @@ def export(run_dir: Union[str, os.PathLike], out: Union[str, os.PathLike] = "cpn
             4 validation frames; raise if energies differ by > 1e-4 eV or forces by > 1e-5 eV/Å.
         metrics: evaluate val (and test) errors for the card (cached when up to date).
         name: model name for the card (default: the file stem).
+        eval_stride: evaluate every `eval_stride`-th frame for the card's metrics.
 
     Returns:
         the path of the model file.
@@ -107,10 +109,10 @@ def export(run_dir: Union[str, os.PathLike], out: Union[str, os.PathLike] = "cpn
     if metrics:
         for split in ("val", "test"):
             try:
-                r = _cached_or_evaluate(run_dir, split)
+                r = _cached_or_evaluate(run_dir, split, stride=int(eval_stride))
             except TrainingDataError:
                 continue  # empty split
-            ms[split] = {"n_frames": r["n_frames"], "units": r["units"],
+            ms[split] = {"n_frames": r["n_frames"], "stride": r.get("stride", 1), "units": r["units"],
                          "energy": {k: r["energy"][k] for k in ("mae", "mae_se", "rmse", "rmse_se")},
                          "forces": {k: r["forces"][k] for k in ("mae", "mae_se", "rmse", "rmse_se")},
                          "se_method": r["se_method"]}
@@ -135,7 +137,7 @@ def export(run_dir: Union[str, os.PathLike], out: Union[str, os.PathLike] = "cpn
                 for d in cfg["databases"]
             ],
             "hyperparameters": dict(hp, batch_size=c["batch_size"], loss_weights=c["loss_weights"],
-                                    weighting=c["weighting"], seed=c["seed"],
+                                    weighting=c["weighting"], seed=c["seed"], stride=c.get("stride", 1),
                                     optimizer="AdamW", scheduler="ReduceLROnPlateau(val_loss)",
                                     ema=True, init_from=c.get("init_from")),
             "loss_normalisation": cfg.get("loss_normalisation"),
