@@ -46,17 +46,16 @@ from .potentials import (  # noqa: E402
 from .trajectory import Trajectory, read_trajectory  # noqa: E402
 
 __version__ = "0.1.0"
-_LAZY_SUBMODULES = ("data", "analysis", "train", "comparison", "models", "units")
+_LAZY_SUBMODULES = ("data", "analysis", "train", "compare", "models", "units")
 
 __all__ = [
     "run_md", "MDError", "load_model", "Model", "ModelCalculator", "HarmonicPotential",
-    "LennardJonesPotential", "Trajectory", "read_trajectory", "compare", *_LAZY_SUBMODULES,
+    "LennardJonesPotential", "Trajectory", "read_trajectory", *_LAZY_SUBMODULES,
 ]
 
 
 def __getattr__(name: str):
+    # pymotor.compare is a callable package: pymotor.compare(reference=..., candidate=...)
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
-    if name == "compare":  # pymotor.compare(reference=..., candidate=...) -> Report
-        return importlib.import_module(f"{__name__}.comparison").compare
     raise AttributeError(f"module 'pymotor' has no attribute {name!r}")

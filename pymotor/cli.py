@@ -6,7 +6,7 @@ import importlib
 import sys
 
 #: subcommand modules, each with register(subparsers)
-_SUBSYSTEMS = ("pymotor.data.cli", "pymotor.train.cli", "pymotor.comparison.cli")
+_SUBSYSTEMS = ("pymotor.data.cli", "pymotor.train.cli", "pymotor.compare.cli")
 
 
 def _register_md(sub) -> None:

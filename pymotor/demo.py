@@ -47,7 +47,7 @@ def run_demo(out: str | Path = "demo", scale: str = "default", pretrained: bool 
              progress: bool = True) -> dict:
     """Run the demo pipeline in ``out``; returns the headline numbers (also in out/headline.json)."""
     from . import data, models
-    from .comparison import compare
+    from .compare import compare
     from .workflows import run_pair, start_from_dataset
 
     sc = SCALES[scale]
