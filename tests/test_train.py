@@ -137,6 +137,15 @@ def test_resume_continues_from_checkpoint(dbs, tmp_path):
     assert r3["global_step"] == r2["global_step"]
 
 
+def test_session_time_limit_then_resume(dbs, tmp_path):
+    out = tmp_path / "timed"
+    hp = dict(HP, n_atom_basis=16, n_interactions=1)
+    r1 = train(dbs["eV_b"], out, energy_unit="eV", epochs=3, max_time_s=0.0, progress=False, hyperparameters=hp)
+    assert (r1["epoch"], r1["global_step"], r1["stop_reason"]) == (1, 5, "max_time")
+    r2 = train(dbs["eV_b"], out, energy_unit="eV", epochs=3, progress=False, hyperparameters=hp)
+    assert (r2["epoch"], r2["global_step"], r2["stop_reason"]) == (3, 15, "max_epochs")
+
+
 def test_export_matches_python_model_with_float64_offset(run, tmp_path):
     out = export(run, tmp_path / "toy.pt")
     assert out.with_suffix(".md").read_text().startswith("# Model card: toy")

@@ -472,6 +472,22 @@ def _versions() -> dict:
     return v
 
 
+def _session_timer(limit_s: float):
+    from pytorch_lightning.callbacks import Callback
+
+    class SessionTimer(Callback):
+        def __init__(self):
+            self.t0 = time.time()
+            self.fired = False
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            if time.time() - self.t0 > limit_s:
+                self.fired = True
+                trainer.should_stop = True
+
+    return SessionTimer()
+
+
 def _make_datamodule(train_set, val_set, batch_size, val_batch_size):
     import pytorch_lightning as pl
     from schnetpack.data import AtomsLoader
@@ -577,8 +593,13 @@ def _fit(cfg, run_dir, infos, frames, atomrefs, mean_per_atom, norm, hp, dev, pr
         default_root_dir=str(run_dir),
         deterministic=False,
     )
+    timer = None
     if max_time_s is not None:
-        trainer_kw["max_time"] = _dt.timedelta(seconds=float(max_time_s))
+        # Lightning's own max_time counts the time of all sessions (its Timer state is in the
+        # checkpoint); this limit is per session and ends it at an epoch boundary, after the
+        # epoch's checkpoint is written.
+        timer = _session_timer(float(max_time_s))
+        callbacks.append(timer)
 
     ckpt = ckpt_dir / "last.ckpt"
     t0 = time.time()
@@ -592,7 +613,7 @@ def _fit(cfg, run_dir, infos, frames, atomrefs, mean_per_atom, norm, hp, dev, pr
     best = float(best) if best is not None else None
     es = callbacks[1]
     stop_reason = ("early_stopping" if es.stopped_epoch > 0 else
-                   "max_time" if (max_time_s is not None and trainer.current_epoch < int(c["epochs"])) else
+                   "max_time" if (timer is not None and timer.fired) else
                    "max_epochs")
     cfg["sessions"].append({
         "start": start, "end": _now(), "wall_time_s": wall, "device": dev,
