@@ -95,7 +95,12 @@ def run_demo(out: str | Path = "demo", scale: str = "default", pretrained: bool 
         "nn_ms_per_step": 1e3 * pair.seconds_per_step["nn"],
         "xtb_ms_per_step": 1e3 * pair.seconds_per_step["xtb"],
         "speedup": pair.seconds_per_step["xtb"] / pair.seconds_per_step["nn"],
-        "summary": {k: summary[k] for k in ("rmsf_pearson_r", "power_spectrum_pearson_r") if k in summary},
+        "summary": {
+            "rmsf_pearson_r": summary["rmsf"]["pearson_r"],
+            "power_spectrum_pearson_r": summary["power_spectrum"]["pearson_r"],
+            "distances_jensen_shannon": summary["distances"]["jensen_shannon_distance"],
+            "potential_energy_pearson_r": summary["energies"]["potential_energy"]["difference"].get("pearson_r"),
+        },
         "stage_seconds": timings,
     }
     (out / "headline.json").write_text(json.dumps(headline, indent=2, default=float))
@@ -106,10 +111,10 @@ def _print_headline(h: dict) -> None:
     print("\n== pymotor demo finished")
     print(f"report: {h['report']}")
     m = h.get("test_metrics_kcal") or {}
-    for key in ("energy_mae", "forces_mae"):
-        if key in m:
-            v = m[key]
-            print(f"  test {key}: {v}")
+    if m:
+        e, f = m["energy"], m["forces"]
+        print(f"  test MAE: energy {e['mae']:.3f} ± {e['mae_se']:.3f} kcal/mol, "
+              f"forces {f['mae']:.3f} ± {f['mae_se']:.3f} kcal/mol/Å ({m['n_frames']} frames)")
     for k, v in h["summary"].items():
         print(f"  {k}: {v}")
     print(f"  NN MD {h['nn_ms_per_step']:.2f} ms/step, xTB MD {h['xtb_ms_per_step']:.1f} ms/step, "
