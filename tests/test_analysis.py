@@ -389,6 +389,9 @@ def test_bad_inputs_name_the_argument(traj, motor):
     bad[3, 5, 1] = np.nan
     with pytest.raises(ValueError, match=r"`positions` contains a non-finite value at index \(3, 5, 1\)"):
         analysis.rmsf(bad, masses)
+    with pytest.raises(ValueError, match=r"`positions` contains a non-finite value at index \(3, 5, 1\)"):
+        analysis.dihedrals(bad, [[0, 5, 7, 9]])
+    analysis.dihedrals(bad, [[0, 1, 2, 3]])  # atom 5 not used: its NaN does not matter
     with pytest.raises(ValueError, match=r"`masses` must be an \(n_atoms,\) = \(48,\) array, got \(47,\)"):
         analysis.radius_of_gyration(traj, masses[:47])
     with pytest.raises(ValueError, match="`masses` must be positive"):

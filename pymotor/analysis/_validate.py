@@ -35,8 +35,10 @@ def _finite(arr: np.ndarray, name: str) -> None:
         raise ValueError(f"`{name}` contains a non-finite value at index {tuple(int(i) for i in bad)}")
 
 
-def trajectory(a, name: str = "positions", *, min_atoms: int = 1, min_frames: int = 1) -> np.ndarray:
-    """(n_frames, n_atoms, 3) float64 C-contiguous array, finite."""
+def trajectory(a, name: str = "positions", *, min_atoms: int = 1, min_frames: int = 1,
+               atoms=None) -> np.ndarray:
+    """(n_frames, n_atoms, 3) float64 C-contiguous array, finite (only the columns of
+    ``atoms``, if given: kernels that read a few atoms need not scan all of them)."""
     arr = _as_float64(a, name)
     if arr.ndim != 3 or arr.shape[2] != 3:
         hint = f"; for one frame use `{name}[None]`" if arr.ndim == 2 and arr.shape[-1] == 3 else ""
@@ -47,7 +49,16 @@ def trajectory(a, name: str = "positions", *, min_atoms: int = 1, min_frames: in
         raise ValueError(f"`{name}` must have at least {min_frames} frame(s), got {arr.shape[0]}")
     if arr.shape[1] < min_atoms:
         raise ValueError(f"`{name}` must have at least {min_atoms} atom(s), got {arr.shape[1]}")
-    _finite(arr, name)
+    if atoms is None:
+        _finite(arr, name)
+    else:
+        cols = np.unique(np.asarray(atoms, dtype=np.int64))
+        cols = cols[(cols >= 0) & (cols < arr.shape[1])]
+        sub = arr[:, cols]
+        if not np.isfinite(sub).all():
+            t, k, c = np.argwhere(~np.isfinite(sub))[0]
+            raise ValueError(f"`{name}` contains a non-finite value at index "
+                             f"{(int(t), int(cols[k]), int(c))}")
     return arr
 
 

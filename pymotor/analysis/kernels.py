@@ -120,8 +120,10 @@ def dihedrals(positions, quadruples) -> np.ndarray:
     -------
     (n_frames, n_dihedrals) float64 array, degrees in [-180, 180].
     """
-    pos = V.trajectory(positions, "positions")
-    q = V.quadruples(quadruples, pos.shape[1], "quadruples")
+    q_in = quadruples
+    pos = V.trajectory(positions, "positions", atoms=[])  # finiteness: used atoms only, below
+    q = V.quadruples(q_in, pos.shape[1], "quadruples")
+    V.trajectory(pos, "positions", atoms=q.ravel())
     return _core().dihedrals(pos, q)
 
 
