@@ -41,7 +41,7 @@ def dbs(tmp_path_factory):
     d = tmp_path_factory.mktemp("toy")
     return {
         "eV": make_toy_database(d / "eth_eV.db", 240, "eV", seed=0),
-        "kcal": make_toy_database(d / "eth_kcal.db", 240, "kcal/mol", seed=0),
+        "kcal_b": make_toy_database(d / "eth_kcal_b.db", 120, "kcal/mol", seed=1),  # = eV_b
         "eV_b": make_toy_database(d / "eth_eV_b.db", 120, "eV", seed=1),
         "ar": make_toy_database(d / "eth_ar.db", 120, "eV", atomrefs=True, seed=2),
         "Ha": make_toy_database(d / "eth_Ha.db", 120, "Hartree", seed=3),
@@ -239,17 +239,17 @@ def test_variance_weighting_is_unit_invariant(dbs, tmp_path):
     errors in kcal/mol are the same; with the fixed weighting the loss ratio drifts."""
     losses = {}
     for w in ("variance", "fixed"):
-        for key, unit in (("eV", "eV"), ("kcal", "kcal/mol")):
+        for key, unit in (("eV_b", "eV"), ("kcal_b", "kcal/mol")):
             out = tmp_path / f"{w}_{key}"
             train(dbs[key], out, energy_unit=unit, epochs=3, weighting=w, progress=False,
                   hyperparameters=HP)
-            losses[w, key] = np.array([v for _, v in read_logs(out)["val_loss"]])
-    ratio = losses["variance", "kcal"] / losses["variance", "eV"]
+            losses[w, unit] = np.array([v for _, v in read_logs(out)["val_loss"]])
+    ratio = losses["variance", "kcal/mol"] / losses["variance", "eV"]
     np.testing.assert_allclose(ratio, 1.0, rtol=1e-4)
-    mv = evaluate(tmp_path / "variance_eV", "val")["forces"]["mae"]
-    mk = evaluate(tmp_path / "variance_kcal", "val")["forces"]["mae"]
+    mv = evaluate(tmp_path / "variance_eV_b", "val")["forces"]["mae"]
+    mk = evaluate(tmp_path / "variance_kcal_b", "val")["forces"]["mae"]
     assert mv == pytest.approx(mk, rel=1e-4)
-    fixed = losses["fixed", "kcal"] / losses["fixed", "eV"]
+    fixed = losses["fixed", "kcal/mol"] / losses["fixed", "eV"]
     c2 = energy_conversion("eV", "kcal/mol") ** 2
     # fixed weighting: not even the trivial c^2 rescaling holds once training starts
     assert np.ptp(fixed) / fixed.mean() > 0.1 or abs(fixed[-1] / c2 - 1) > 0.1
@@ -336,6 +336,7 @@ def test_split_file_that_does_not_match_is_refused(dbs, tmp_path):
              test_idx=np.arange(130, 140))
     with pytest.raises(TrainingDataError, match=r"does not match database .*120 frames"):
         train(b, tmp_path / "x", epochs=1, progress=False)
+    assert not (tmp_path / "x").exists()  # nothing written before the checks pass
     np.savez(d / "b.split.npz", train_idx=np.arange(0, 60), val_idx=np.arange(50, 70),
              test_idx=np.arange(100, 110))
     with pytest.raises(TrainingDataError, match=r"10 frames are in both `train_idx` and `val_idx`"):

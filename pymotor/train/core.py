@@ -170,7 +170,7 @@ def _atomref_tensor(atomrefs: Optional[Dict[int, float]]):
     return t
 
 
-def _split_for(info: DatabaseInfo, k: int, run_dir: Path) -> Dict[str, np.ndarray]:
+def _choose_split(info: DatabaseInfo) -> Dict[str, np.ndarray]:
     sf = find_split_file(info.path)
     if sf is not None:
         info.split_file = os.path.abspath(sf)
@@ -178,11 +178,15 @@ def _split_for(info: DatabaseInfo, k: int, run_dir: Path) -> Dict[str, np.ndarra
     else:
         split = time_split(info.n_frames)
     info.split = split
+    return split
+
+
+def _save_split(info: DatabaseInfo, k: int, run_dir: Path) -> None:
+    split = info.split
     name = Path(info.path).stem
     np.savez(run_dir / "splits" / f"{k}_{name}.npz", train_idx=split["train"],
              val_idx=split["val"], test_idx=split["test"], n_frames=info.n_frames,
              db_sha256=info.sha256)
-    return split
 
 
 def load_run_data(cfg: dict, run_dir: Path, check_hash: bool = True):
@@ -357,9 +361,8 @@ def train(
                     )
             if not (Path(init_dir) / "best_model.pt").is_file():
                 raise TrainingDataError(f"`init_from` run {init_dir!r} has no best_model.pt yet")
-        (run_dir / "splits").mkdir(parents=True, exist_ok=True)
-        for k, info in enumerate(infos):
-            _split_for(info, k, run_dir)
+        for info in infos:  # all checks before anything is written
+            _choose_split(info)
         frames = [Frames(info, energy_unit) for info in infos]
         train_set = FrameDataset([(fr, info.split["train"][::int(stride)])
                                   for fr, info in zip(frames, infos)])
@@ -412,6 +415,9 @@ def train(
             "loss_normalisation": norm,
             "sessions": [],
         }
+        (run_dir / "splits").mkdir(parents=True, exist_ok=True)
+        for k, info in enumerate(infos):
+            _save_split(info, k, run_dir)
         _write_json(run_dir / "run.json", cfg)
 
     cfg["config"]["epochs"] = int(epochs)
