@@ -146,8 +146,34 @@ class Model:
 
 
 def load_model(path: str | os.PathLike, energy_unit: str | None = None,
-               length_unit: str | None = None, device: str | None = None) -> Model:
-    """Load a deployed TorchScript potential; see :class:`Model`."""
+               length_unit: str | None = None, device: str | None = None,
+               backend: str = "torchscript", **fast_options) -> Model:
+    """Load a deployed TorchScript potential; see :class:`Model`.
+
+    ``backend`` chooses the evaluator: ``"torchscript"`` (default) runs the file through
+    libtorch; ``"fast"`` reads the weights of a SchNetPack SchNet and evaluates it with
+    pymotor's C++ SchNet kernels (tabulated filters, analytic forces; CPU; see
+    :class:`pymotor.fast_schnet.FastSchNetModel`, which takes ``fast_options`` such as
+    ``dtype="float64"`` or ``n_threads``) and raises ``UnsupportedModelError`` (a ValueError)
+    for other architectures; ``"auto"`` takes the fast one when the model is a SchNet it can
+    read (and the device is the CPU), else the TorchScript one.
+    """
+    if backend not in ("torchscript", "fast", "auto"):
+        raise ValueError(f"`backend` must be 'torchscript', 'fast' or 'auto', got {backend!r}")
+    if backend != "torchscript":
+        from .fast_schnet import FastSchNetModel, UnsupportedModelError
+
+        if backend == "fast":
+            return FastSchNetModel(path, energy_unit=energy_unit, length_unit=length_unit, device=device,
+                                   **fast_options)
+        if (device or _default_device()) == "cpu":
+            try:
+                return FastSchNetModel(path, energy_unit=energy_unit, length_unit=length_unit, device=device,
+                                       **fast_options)
+            except UnsupportedModelError:
+                pass
+    elif fast_options:
+        raise TypeError(f"load_model: {sorted(fast_options)} are options of backend='fast' only")
     return Model(path, energy_unit=energy_unit, length_unit=length_unit, device=device)
 
 

@@ -1,0 +1,120 @@
+// A SchNet (SchNetPack 2.2 layout) evaluated directly in C++ with tabulated filters and an
+// analytic backward pass.
+//
+// In SchNet each interaction t builds a continuous filter W_t(r) = Dense2(act(Dense1(rbf(r))))
+// * fcut(r) that depends on the pair distance only. FastSchNetModel tabulates W_t and dW_t/dr
+// once, on a uniform grid over [0, cutoff], as piecewise cubic Hermite polynomials (value and
+// derivative matched at the grid points: error O(h^4) in W, O(h^3) in dW/dr). The grid is
+// refined until the interpolation error, measured against the exact filter between grid
+// points, is below a relative tolerance. Per pair and step only the cubic is evaluated.
+//
+// FastSchNetPotential evaluates energy and forces of R replicas x N atoms on a half Verlet
+// list: the continuous-filter convolution is fused (each unordered pair evaluates its filter
+// once and scatters into both atoms, no pairs x features intermediate), the dense layers are
+// small GEMMs, and the forces come from a hand-written backward pass. Arithmetic in float
+// or double (template); geometry (distances, unit vectors, force accumulation) in double.
+// The model works in its own units (length_unit_A, energy_unit_eV convert); the energy
+// offset is added in float64 as TorchPotential does. Replicas are spread over OpenMP threads.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pymotor/neighbors.hpp"
+#include "pymotor/potential.hpp"
+
+namespace pymotor {
+
+enum class Activation : int { None = 0, ShiftedSoftplus = 1, SiLU = 2 };
+
+// A dense layer y = act(W x + b): W is (n_out x n_in) row-major as in torch.nn.Linear.
+struct DenseLayer {
+  int n_in = 0, n_out = 0;
+  std::vector<double> weight;  // n_out * n_in
+  std::vector<double> bias;    // n_out or empty (no bias)
+  Activation activation = Activation::None;
+};
+
+struct SchNetInteractionWeights {
+  DenseLayer in2f;                  // n_atom_basis -> n_filters, no bias, no activation
+  DenseLayer filter1, filter2;      // n_rbf -> n_filters (act), n_filters -> n_filters
+  DenseLayer f2out1, f2out2;        // n_filters -> n_atom_basis (act), n_atom_basis -> n_atom_basis
+};
+
+// All weights of a SchNet energy model in the model's own units.
+struct SchNetWeights {
+  int n_atom_basis = 0, n_filters = 0, n_rbf = 0, max_z = 0;
+  double cutoff = 0.0;               // model length unit; cosine cutoff
+  std::vector<double> rbf_offsets;   // n_rbf, Gaussian centres
+  std::vector<double> rbf_widths;    // n_rbf, exp(-0.5 (r - mu)^2 / width^2)
+  std::vector<double> embedding;     // max_z * n_atom_basis (row Z is element Z)
+  std::vector<SchNetInteractionWeights> interactions;
+  std::vector<DenseLayer> readout;   // atom-wise MLP, last layer n_out == 1, summed over atoms
+  double energy_scale = 1.0;         // multiplies the summed energy (ScaleProperty)
+};
+
+struct FilterTableInfo {
+  int n_intervals = 0;
+  double spacing = 0.0;        // model length unit
+  double max_rel_error = 0.0;  // max |W_interp - W| / max |W| at sub-grid test points
+  double max_rel_error_derivative = 0.0;
+};
+
+// Weights + filter tables, shared by any number of potentials. dtype "float32" or "float64".
+class FastSchNetModel {
+ public:
+  // n_intervals > 0 fixes the grid; 0 chooses it: the grid is doubled from 64 intervals until
+  // the relative interpolation error of W is below `tolerance` (and of dW/dr below
+  // 100 * tolerance). The error is measured in double at 3 points inside every interval.
+  FastSchNetModel(SchNetWeights weights, const std::string& dtype, int n_intervals = 0,
+                  double tolerance = 1e-7);
+  ~FastSchNetModel();
+  const SchNetWeights& weights() const { return w_; }
+  const std::string& dtype() const { return dtype_; }
+  const FilterTableInfo& table_info() const { return info_; }
+  int n_interactions() const { return static_cast<int>(w_.interactions.size()); }
+  // The exact filter of interaction t and its r-derivative (double), and the interpolated one
+  // (from the tables in the model's dtype). W, dW: n_filters values each.
+  void filter_exact(int t, double r, double* W, double* dW) const;
+  void filter_interpolated(int t, double r, double* W, double* dW) const;
+
+  struct Impl;  // dtype-specific tables and packed weights (fast_schnet.cpp)
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  void measure_error(int n_intervals, double& err_w, double& err_dw, std::vector<double>& coef) const;
+  SchNetWeights w_;
+  std::string dtype_;
+  FilterTableInfo info_;
+  std::unique_ptr<Impl> impl_;
+};
+
+class FastSchNetPotential : public Potential {
+ public:
+  // cutoff_A: model cutoff in Angstrom. atomic_numbers: N (same for all replicas).
+  // n_threads: OpenMP threads over replicas; 0 = at::get_num_threads() at each call.
+  FastSchNetPotential(std::shared_ptr<const FastSchNetModel> model, std::vector<int64_t> atomic_numbers,
+                      double cutoff_A, double skin_A, double length_unit_A, double energy_unit_eV,
+                      double energy_offset_eV, int n_threads = 0);
+  ~FastSchNetPotential() override;
+  void compute(const double*, int, int, double*, double*) override;
+  std::string name() const override { return "fast-schnet"; }
+  const VerletList& neighbors() const { return nl_; }
+  size_t last_n_pairs() const { return last_pairs_; }  // directed pairs, as TorchPotential
+  int n_threads() const { return n_threads_; }
+  void set_n_threads(int n) { n_threads_ = n; }
+
+  struct Workspace;
+
+ private:
+  std::shared_ptr<const FastSchNetModel> model_;
+  std::vector<int64_t> z_;
+  double length_unit_A_, energy_unit_eV_, offset_eV_;
+  int n_threads_;
+  VerletList nl_;
+  size_t last_pairs_ = 0;
+  std::vector<std::unique_ptr<Workspace>> ws_;  // one per thread
+};
+
+}  // namespace pymotor
