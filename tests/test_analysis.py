@@ -293,6 +293,26 @@ def test_power_spectrum_peak_at_harmonic_oscillator_frequency():
         assert np.all(p >= 0)
 
 
+def test_power_spectrum_of_harmonic_md_run(motor, tmp_path):
+    """CPNX atoms tethered by springs (k = 20 eV/A^2), NVE with pymotor's integrator: the
+    H and C spectra peak at sqrt(k/m)/(2 pi c) of their masses."""
+    import pymotor
+
+    atoms = pymotor.data.cpnx()
+    k = 20.0
+    traj = pymotor.run_md(pymotor.HarmonicPotential(k, atoms.get_positions()), atoms, steps=4000,
+                          timestep_fs=0.25, thermostat=None, temperature_K=300.0, interval=2,
+                          trajectory=tmp_path / "harmonic.h5")
+    for z, mass in ((1, 1.008), (6, 12.011)):
+        sel = atoms.numbers == z
+        nu, p = analysis.power_spectrum(traj.velocities[:, sel], timestep_fs=0.5)
+        nu0 = np.sqrt(k / (mass * AMU_A2_PER_FS2_IN_EV)) / (2 * np.pi * SPEED_OF_LIGHT_CM_PER_FS)
+        assert abs(nu[np.argmax(p)] - nu0) <= nu[1], (z, nu[np.argmax(p)], nu0)
+    # the same file, streamed: the VACF of the H5MD velocities equals the in-memory one
+    c = analysis.VACF(tmp_path / "harmonic.h5").run().results.vacf
+    np.testing.assert_allclose(c, analysis.vacf(traj.velocities), atol=1e-12)
+
+
 def test_power_spectrum_two_oscillators_and_parseval():
     dt = 1.0
     v = harmonic_velocities(3000, dt, [800.0, 1700.0], [12.0, 1.0], seed=4)
@@ -376,6 +396,40 @@ def test_streaming_classes_equal_in_memory(tmp_path, traj, motor):
     # in-memory arrays work as sources too
     np.testing.assert_allclose(analysis.RMSF(traj, masses=masses).run().results.rmsf,
                                analysis.rmsf(traj, masses), atol=1e-12)
+
+
+def test_kernels_release_the_gil():
+    """A Python thread keeps running during one long C++ call (with the GIL held it would
+    get at most a switch interval or two)."""
+    import threading
+    import time
+
+    from pymotor import _core
+
+    x = np.random.default_rng(0).normal(size=(20000, 48, 3))
+    w = np.ones(48)
+    spins, stop = [0], [False]
+
+    def spin():
+        while not stop[0]:
+            spins[0] += 1
+
+    th = threading.Thread(target=spin)
+    th.start()
+    try:
+        time.sleep(0.02)
+        s0, t0 = spins[0], time.perf_counter()
+        time.sleep(0.1)  # calibrate: spins per second while the main thread waits
+        rate = (spins[0] - s0) / (time.perf_counter() - t0)
+        s0, t0 = spins[0], time.perf_counter()
+        _core.analysis.rmsf(x, w, 8, 1e-300)  # one call, ~0.1-1 s
+        duration = time.perf_counter() - t0
+        during = spins[0] - s0
+    finally:
+        stop[0] = True
+        th.join()
+    assert duration > 0.05
+    assert during > 0.2 * rate * duration, (during, rate, duration)
 
 
 # ---- input validation ---------------------------------------------------------------------------
