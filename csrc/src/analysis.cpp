@@ -198,28 +198,48 @@ std::vector<cplx> make_twiddles(std::size_t m) {
   return tw;
 }
 
-// One DIF stage of size 2h on a[0 .. 2h): (u, v) -> (u + v, (u - v) w^j).
-inline void dif_stage(cplx* a, std::size_t h, const cplx* tw) {
+// Two DIF stages at once (radix 2^2) on a[0 .. 4q): the stages of half-sizes 2q and q,
+// with the same output order as two radix-2 passes but one pass over memory.
+// With t = exp(-2 pi i j / 4q):  a0' = (a0 + a2) + (a1 + a3),
+// a1' = ((a0 + a2) - (a1 + a3)) t^2,  a2' = ((a0 - a2) - i (a1 - a3)) t,
+// a3' = ((a0 - a2) + i (a1 - a3)) t^3.
+inline void dif_stage4(cplx* a, std::size_t q, const cplx* tw) {
   double* d = reinterpret_cast<double*>(a);
-  const double* w = reinterpret_cast<const double*>(tw + h);
-  for (std::size_t j = 0; j < h; ++j) {
-    const double ur = d[2 * j], ui = d[2 * j + 1];
-    const double vr = d[2 * (j + h)], vi = d[2 * (j + h) + 1];
-    const double dr = ur - vr, di = ui - vi;
-    const double wr = w[2 * j], wi = w[2 * j + 1];
-    d[2 * j] = ur + vr;
-    d[2 * j + 1] = ui + vi;
-    d[2 * (j + h)] = dr * wr - di * wi;
-    d[2 * (j + h) + 1] = dr * wi + di * wr;
+  const double* w1 = reinterpret_cast<const double*>(tw + 2 * q);  // exp(-2 pi i j / 4q)
+  const double* w2 = reinterpret_cast<const double*>(tw + q);      // exp(-2 pi i j / 2q)
+  for (std::size_t j = 0; j < q; ++j) {
+    double* p0 = d + 2 * j;
+    double* p1 = d + 2 * (j + q);
+    double* p2 = d + 2 * (j + 2 * q);
+    double* p3 = d + 2 * (j + 3 * q);
+    const double s02r = p0[0] + p2[0], s02i = p0[1] + p2[1];
+    const double d02r = p0[0] - p2[0], d02i = p0[1] - p2[1];
+    const double s13r = p1[0] + p3[0], s13i = p1[1] + p3[1];
+    const double d13r = p1[0] - p3[0], d13i = p1[1] - p3[1];
+    const double t1r = w1[2 * j], t1i = w1[2 * j + 1];
+    const double t2r = w2[2 * j], t2i = w2[2 * j + 1];
+    const double t3r = t1r * t2r - t1i * t2i, t3i = t1r * t2i + t1i * t2r;
+    p0[0] = s02r + s13r;
+    p0[1] = s02i + s13i;
+    const double ur = s02r - s13r, ui = s02i - s13i;
+    p1[0] = ur * t2r - ui * t2i;
+    p1[1] = ur * t2i + ui * t2r;
+    const double vr = d02r + d13i, vi = d02i - d13r;  // (a0 - a2) - i (a1 - a3)
+    p2[0] = vr * t1r - vi * t1i;
+    p2[1] = vr * t1i + vi * t1r;
+    const double xr = d02r - d13i, xi = d02i + d13r;  // (a0 - a2) + i (a1 - a3)
+    p3[0] = xr * t3r - xi * t3i;
+    p3[1] = xr * t3i + xi * t3r;
   }
 }
 
 constexpr std::size_t kFftBlock = 1u << 13;  // 8192 complex = 128 KiB stays in cache
 
 void dif_iterative(cplx* a, std::size_t n, const cplx* tw) {
-  for (std::size_t h = n / 2; h >= 2; h >>= 1)
-    for (std::size_t start = 0; start < n; start += 2 * h) dif_stage(a + start, h, tw);
-  if (n >= 2) {  // last stage: twiddle 1
+  std::size_t h = n / 2;
+  for (; h >= 2; h /= 4)
+    for (std::size_t start = 0; start < n; start += 2 * h) dif_stage4(a + start, h / 2, tw);
+  if (h == 1) {  // an odd number of stages: the last one, twiddle 1
     double* d = reinterpret_cast<double*>(a);
     for (std::size_t s = 0; s < n; s += 2) {
       const double ur = d[2 * s], ui = d[2 * s + 1];
@@ -232,15 +252,14 @@ void dif_iterative(cplx* a, std::size_t n, const cplx* tw) {
   }
 }
 
-// Cache-oblivious-ish DIF: one streaming stage, then the two halves recursively.
+// Cache-friendly DIF: one streaming radix-4 pass, then the four quarters recursively.
 void dif_recursive(cplx* a, std::size_t n, const cplx* tw) {
   if (n <= kFftBlock) {
     dif_iterative(a, n, tw);
     return;
   }
-  dif_stage(a, n / 2, tw);
-  dif_recursive(a, n / 2, tw);
-  dif_recursive(a + n / 2, n / 2, tw);
+  dif_stage4(a, n / 4, tw);
+  for (int k = 0; k < 4; ++k) dif_recursive(a + k * (n / 4), n / 4, tw);
 }
 
 std::vector<std::uint32_t> bit_reversal(std::size_t m) {
@@ -562,18 +581,37 @@ std::vector<double> summed_power(const double* signals, const double* atom_weigh
         const double* row = signals + t * n_sig;
         buf[t] = cplx(h * row[s0], has_second ? h * row[s0 + 1] : 0.0);
       }
-      std::fill(buf.begin() + static_cast<std::ptrdiff_t>(n_frames), buf.end(), cplx(0.0, 0.0));
+      // zero padding; with padded_half the fused first pass never reads the upper half
+      std::fill(buf.begin() + static_cast<std::ptrdiff_t>(n_frames),
+                padded_half && m >= 4 ? buf.begin() + static_cast<std::ptrdiff_t>(m / 2) : buf.end(),
+                cplx(0.0, 0.0));
       if (m == 1) {
         // nothing to transform
-      } else if (padded_half) {
-        const std::size_t h = m / 2;
-        for (std::size_t j = 0; j < h; ++j) {  // (u, 0) -> (u, u w^j)
-          const cplx u = buf[j], w = tw[h + j];
-          buf[j + h] = cplx(u.real() * w.real() - u.imag() * w.imag(),
-                            u.real() * w.imag() + u.imag() * w.real());
+      } else if (padded_half && m >= 4) {
+        // first radix-4 pass with a2 = a3 = 0 (the zero padding), then the quarters
+        const std::size_t q = m / 4;
+        double* d = reinterpret_cast<double*>(buf.data());
+        const double* w1 = reinterpret_cast<const double*>(tw.data() + 2 * q);
+        const double* w2 = reinterpret_cast<const double*>(tw.data() + q);
+        for (std::size_t j = 0; j < q; ++j) {
+          const double a0r = d[2 * j], a0i = d[2 * j + 1];
+          const double a1r = d[2 * (j + q)], a1i = d[2 * (j + q) + 1];
+          const double t1r = w1[2 * j], t1i = w1[2 * j + 1];
+          const double t2r = w2[2 * j], t2i = w2[2 * j + 1];
+          const double t3r = t1r * t2r - t1i * t2i, t3i = t1r * t2i + t1i * t2r;
+          d[2 * j] = a0r + a1r;
+          d[2 * j + 1] = a0i + a1i;
+          const double ur = a0r - a1r, ui = a0i - a1i;
+          d[2 * (j + q)] = ur * t2r - ui * t2i;
+          d[2 * (j + q) + 1] = ur * t2i + ui * t2r;
+          const double vr = a0r + a1i, vi = a0i - a1r;  // a0 - i a1
+          d[2 * (j + 2 * q)] = vr * t1r - vi * t1i;
+          d[2 * (j + 2 * q) + 1] = vr * t1i + vi * t1r;
+          const double xr = a0r - a1i, xi = a0i + a1r;  // a0 + i a1
+          d[2 * (j + 3 * q)] = xr * t3r - xi * t3i;
+          d[2 * (j + 3 * q) + 1] = xr * t3i + xi * t3r;
         }
-        dif_recursive(buf.data(), h, tw.data());
-        dif_recursive(buf.data() + h, h, tw.data());
+        for (int k = 0; k < 4; ++k) dif_recursive(buf.data() + k * q, q, tw.data());
       } else {
         dif_recursive(buf.data(), m, tw.data());
       }
