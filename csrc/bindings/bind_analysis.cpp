@@ -233,5 +233,5 @@ void bind_analysis(py::module_& m) {
         return out;
       },
       py::arg("data"), py::arg("inverse") = false,
-      "Radix-2 complex FFT (numpy.fft.fft convention; inverse is unnormalised).");
+      "Complex FFT of a power-of-two length (numpy.fft.fft convention; inverse unnormalised).");
 }

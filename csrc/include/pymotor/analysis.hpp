@@ -61,7 +61,8 @@ RmsfResult rmsf(const double* positions, const double* weights, std::size_t n_fr
 
 // ---- time series ---------------------------------------------------------------------
 
-// In-place iterative radix-2 complex FFT; data.size() must be a power of two.
+// In-place complex FFT (radix-2^2 decimation in frequency, cache-blocked recursion);
+// data.size() must be a power of two.
 // inverse=true computes the unnormalised inverse (sum with exp(+2 pi i k n / M)).
 void fft(std::vector<std::complex<double>>& data, bool inverse);
 
