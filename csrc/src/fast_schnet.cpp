@@ -130,6 +130,59 @@ void activate(Activation act, T* z, T* d, size_t n) {
   }
 }
 
+// The same activations, 32 bytes at a time without library calls (inlined into the AVX2 build of
+// the evaluator): exp(-|x|) by Cody-Waite reduction and a Taylor polynomial on |r| <= ln2/2,
+// log1p(e) for e in (0, 1] by 2 atanh(e / (2 + e)). Relative errors ~1e-8 (float) and ~1e-16
+// (double), below the rounding of the dtype.
+template <typename T>
+__attribute__((always_inline)) inline void activate_fast(Activation act, T* z, T* d, size_t n) {
+  if (act == Activation::None) return;
+  typedef T V __attribute__((vector_size(32)));
+  typedef T VU __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
+  typedef std::conditional_t<sizeof(T) == 4, int32_t, int64_t> I;
+  typedef I VI __attribute__((vector_size(32)));
+  constexpr int L = 32 / sizeof(T);
+  constexpr bool single = sizeof(T) == 4;
+  constexpr int n_exp = single ? 7 : 13;   // Taylor degree of exp(r)
+  constexpr int n_log = single ? 7 : 16;   // terms of the atanh series
+  constexpr int mant = single ? 23 : 52;
+  constexpr I bias = single ? 127 : 1023;
+  const T amax = single ? T(80) : T(700);
+  size_t k = 0;
+  for (; k + L <= n; k += L) {
+    const V x = *reinterpret_cast<const VU*>(z + k);
+    V a = x < V{} ? -x : x;
+    a = a > amax ? V{} + amax : a;
+    const VI ki = __builtin_convertvector(a * T(1.4426950408889634) + T(0.5), VI);
+    const V kd = __builtin_convertvector(ki, V);
+    const V r = kd * T(0.693145751953125) - a + kd * T(1.4286068203094173e-06);  // -a + k ln2 (hi + lo)
+    V p = V{} + T(1);
+    for (int q = n_exp; q >= 1; --q) p = p * r * (T(1) / T(q)) + T(1);  // Horner of sum r^q / q!
+    const VI bits = (VI{} + bias - ki) << mant;
+    V two_k;
+    __builtin_memcpy(&two_k, &bits, sizeof(V));  // 2^-k
+    const V e = p * two_k;  // exp(-|x|) in (0, 1]
+    const V s = e / (T(2) + e);
+    const V u = s * s;
+    V g = V{} + T(1) / T(2 * n_log + 1);
+    for (int q = n_log - 1; q >= 0; --q) g = g * u + T(1) / T(2 * q + 1);
+    const V l1p = T(2) * s * g;  // log1p(e)
+    const V inv = T(1) / (T(1) + e);
+    const V sig = x >= V{} ? inv : e * inv;
+    V y, dy;
+    if (act == Activation::ShiftedSoftplus) {
+      y = (x > V{} ? x : V{}) + l1p - T(kLn2);
+      dy = sig;
+    } else {
+      y = x * sig;
+      dy = sig * (T(1) + x * (T(1) - sig));
+    }
+    *reinterpret_cast<VU*>(z + k) = y;
+    *reinterpret_cast<VU*>(d + k) = dy;
+  }
+  if (k < n) activate<T>(act, z + k, d + k, n - k);
+}
+
 // A dense layer in T: wt = W^T (n_in x n_out) for the forward GEMM, w = W (n_out x n_in) for
 // the backward one.
 template <typename T>
@@ -453,8 +506,10 @@ struct Ws {
 // Energy (model units, per replica) and dE/dr (model units, per half pair) of one block of
 // whole replicas: atoms 0..M-1 (local), half pairs (pi, pj) with distances r (model units).
 template <typename T>
-void evaluate_block(const Packed<T>& p, Ws<T>& ws, int M, const int64_t* z, int P, const int* pi, const int* pj,
-                    const double* r, int n_rep, int n_atoms, double* energy) {
+__attribute__((always_inline)) inline void evaluate_block_body(const Packed<T>& p, Ws<T>& ws, int M,
+                                                               const int64_t* z, int P, const int* pi, const int* pj,
+                                                               const double* r, int n_rep, int n_atoms,
+                                                               double* energy) {
   const int F = p.F, Fi = p.Fi, NT = static_cast<int>(p.inter.size());
   const size_t MF = static_cast<size_t>(M) * F;
   for (int q = 0; q < P; ++q) interval_of(r[q], p.inv_h, p.n_int, ws.pk[q], ws.pt[q]);
@@ -487,7 +542,7 @@ void evaluate_block(const Packed<T>& p, Ws<T>& ws, int M, const int64_t* z, int 
       }
     }
     it.f2out1.forward(M, m, ws.a.data());
-    activate<T>(it.f2out1.act, ws.a.data(), ws.d1[t].data(), MF);
+    activate_fast<T>(it.f2out1.act, ws.a.data(), ws.d1[t].data(), MF);
     it.f2out2.forward(M, ws.a.data(), ws.v.data());
     for (size_t k = 0; k < MF; ++k) ws.x[k] += ws.v[k];
   }
@@ -497,7 +552,7 @@ void evaluate_block(const Packed<T>& p, Ws<T>& ws, int M, const int64_t* z, int 
   for (size_t l = 0; l < L; ++l) {
     const auto& d = p.readout[l];
     d.forward(M, in, ws.ro_z[l].data());
-    activate<T>(d.act, ws.ro_z[l].data(), ws.ro_d[l].data(), static_cast<size_t>(M) * d.n_out);
+    activate_fast<T>(d.act, ws.ro_z[l].data(), ws.ro_d[l].data(), static_cast<size_t>(M) * d.n_out);
     in = ws.ro_z[l].data();
   }
   for (int r0 = 0; r0 < n_rep; ++r0) {
@@ -566,6 +621,31 @@ void evaluate_block(const Packed<T>& p, Ws<T>& ws, int M, const int64_t* z, int 
     }
     if (need_gh) gemm<T>(M, F, Fi, gh, it.in2f.w.data(), ws.gx.data(), true);  // residual: g_x += g_h W_in
   }
+}
+
+template <typename T>
+void evaluate_block_generic(const Packed<T>& p, Ws<T>& ws, int M, const int64_t* z, int P, const int* pi,
+                            const int* pj, const double* r, int n_rep, int n_atoms, double* energy) {
+  evaluate_block_body<T>(p, ws, M, z, P, pi, pj, r, n_rep, n_atoms, energy);
+}
+
+#ifdef PYMOTOR_HAVE_AVX2_KERNEL
+// The same code compiled for AVX2+FMA: the per-pair filter loops run 8 floats (4 doubles) wide.
+template <typename T>
+__attribute__((target("avx2,fma"))) void evaluate_block_avx2(const Packed<T>& p, Ws<T>& ws, int M, const int64_t* z,
+                                                             int P, const int* pi, const int* pj, const double* r,
+                                                             int n_rep, int n_atoms, double* energy) {
+  evaluate_block_body<T>(p, ws, M, z, P, pi, pj, r, n_rep, n_atoms, energy);
+}
+#endif
+
+template <typename T>
+void evaluate_block(const Packed<T>& p, Ws<T>& ws, int M, const int64_t* z, int P, const int* pi, const int* pj,
+                    const double* r, int n_rep, int n_atoms, double* energy) {
+#ifdef PYMOTOR_HAVE_AVX2_KERNEL
+  if (cpu_has_avx2()) return evaluate_block_avx2<T>(p, ws, M, z, P, pi, pj, r, n_rep, n_atoms, energy);
+#endif
+  evaluate_block_generic<T>(p, ws, M, z, P, pi, pj, r, n_rep, n_atoms, energy);
 }
 
 }  // namespace
