@@ -432,6 +432,25 @@ def test_kernels_release_the_gil():
     assert during > 0.2 * rate * duration, (during, rate, duration)
 
 
+def test_h5md_reader_converts_units(tmp_path, traj, motor):
+    import h5py
+
+    path = write_h5md(tmp_path / "nm.h5", traj / 10.0, traj * 100.0, motor[1], motor[2])
+    with h5py.File(path, "r+") as f:
+        f["particles/trajectory/position/value"].attrs["unit"] = "nm"
+        f["particles/trajectory/velocity/value"].attrs["unit"] = "nm ps-1"
+        f["particles/trajectory/position/time"][...] = np.arange(120) * 0.002
+        f["particles/trajectory/position/time"].attrs["unit"] = "ps"
+    with analysis.H5MDReader(path) as r:
+        np.testing.assert_allclose(r.read("positions"), traj, rtol=1e-14)
+        np.testing.assert_allclose(r.read("velocities"), traj, rtol=1e-14)  # 1 nm/ps = 0.01 A/fs
+        assert r.frame_interval_fs == pytest.approx(2.0)
+    with h5py.File(path, "r+") as f:
+        f["particles/trajectory/position/value"].attrs["unit"] = "furlong"
+    with pytest.raises(ValueError, match="unsupported position unit 'furlong'"):
+        analysis.RMSF(path).run()
+
+
 # ---- input validation ---------------------------------------------------------------------------
 def test_bad_inputs_name_the_argument(traj, motor):
     masses = motor[1]

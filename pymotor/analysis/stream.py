@@ -29,6 +29,32 @@ __all__ = [
 _FIELDS = {"positions": "position", "velocities": "velocity", "forces": "force"}
 
 
+def _unit_factors():
+    from ..units import EV_IN_KJ_PER_MOL
+
+    return {  # H5MD unit attribute -> factor to pymotor's units (Angstrom, fs, eV)
+        "position": {"Angstrom": 1.0, "nm": 10.0},
+        "velocity": {"Angstrom fs-1": 1.0, "Angstrom/fs": 1.0, "nm ps-1": 0.01, "Angstrom ps-1": 1e-3},
+        "force": {"eV Angstrom-1": 1.0, "eV/Angstrom": 1.0,
+                  "kJ mol-1 Angstrom-1": 1.0 / EV_IN_KJ_PER_MOL,
+                  "kJ mol-1 nm-1": 0.1 / EV_IN_KJ_PER_MOL},
+        "time": {"fs": 1.0, "ps": 1000.0},
+    }
+
+
+def _factor(ds, kind: str, path) -> float:
+    """Factor from the dataset's ``unit`` attribute to pymotor's unit (1 if absent)."""
+    unit = ds.attrs.get("unit")
+    if unit is None:
+        return 1.0
+    if isinstance(unit, bytes):
+        unit = unit.decode()
+    table = _unit_factors()[kind]
+    if str(unit) not in table:
+        raise ValueError(f"{path}: unsupported {kind} unit {unit!r} (known: {sorted(table)})")
+    return table[str(unit)]
+
+
 class Results(dict):
     """A dict whose keys are also attributes (as MDAnalysis' ``Results``)."""
 
@@ -44,6 +70,9 @@ class Results(dict):
 
 class H5MDReader:
     """Chunked, read-only access to a pymotor H5MD trajectory (Angstrom, fs, amu, eV).
+
+    Values are converted from the ``unit`` attributes of the datasets (pymotor writes
+    forces in kJ/mol/Angstrom for MDAnalysis; files in nm and ps work too).
 
     ``read("positions", start, stop, step, atoms)`` returns float64 arrays; energies and
     other observables are small and read whole with :meth:`observable`.
@@ -84,7 +113,7 @@ class H5MDReader:
     def time_fs(self) -> np.ndarray:
         g = self._group["position"]
         if "time" in g and g["time"].shape != ():
-            return np.asarray(g["time"], dtype=np.float64)
+            return np.asarray(g["time"], dtype=np.float64) * _factor(g["time"], "time", self.path)
         dt = self.attrs.get("timestep_fs", 1.0)
         return self.step.astype(np.float64) * float(dt)
 
@@ -125,7 +154,11 @@ class H5MDReader:
             raise KeyError(f"{self.path} has no {field} ({name}) data")
         ds = self._group[name]["value"]
         sel = (slice(start, stop, step),) + ((atoms,) if atoms is not None else ())
-        return np.ascontiguousarray(ds[sel], dtype=np.float64)
+        out = np.ascontiguousarray(ds[sel], dtype=np.float64)
+        factor = _factor(ds, name, self.path)
+        if factor != 1.0:
+            out *= factor
+        return out
 
     def close(self):
         if getattr(self, "_file", None) is not None:
