@@ -63,11 +63,13 @@ class _Run:
                                 f"got {type(source).__name__}")
             self._src = np.asarray(pos)[::stride]
             self.n_total = np.asarray(pos).shape[0]
-            self.masses = np.asarray(source.masses, dtype=float) if getattr(source, "masses", None) is not None else None
+            m = getattr(source, "masses", None)
+            self.masses = None if m is None else np.asarray(m, dtype=float)
             nums = getattr(source, "atomic_numbers", None)
             self.numbers = None if nums is None else np.asarray(nums)
             t = getattr(source, "time_fs", None)
-            self.time_fs = np.asarray(t, float)[::stride] if t is not None else np.arange(self.n_total)[::stride] * 1.0
+            t = np.arange(self.n_total, dtype=float) if t is None else np.asarray(t, dtype=float)
+            self.time_fs = t[::stride]
             st = getattr(source, "step", None)
             self.step = np.asarray(st)[::stride] if st is not None else np.arange(self.n_total)[::stride]
             self.potential_energy = self._arr(getattr(source, "potential_energy", None))
@@ -217,7 +219,8 @@ class Report:
                     parts.append(f"<figure><img src='{esc(name)}.png' alt='{esc(name)}'>"
                                  f"<figcaption>{esc(cap)}</figcaption></figure>")
         if summary["notes"]:
-            parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in summary["notes"]) + "</ul>")
+            items = "".join(f"<li>{esc(n)}</li>" for n in summary["notes"])
+            parts.append(f"<h2>Notes</h2><ul>{items}</ul>")
         parts.append("</body></html>\n")
         return "\n".join(parts)
 
@@ -274,7 +277,8 @@ def compare(reference, candidate, *, labels=("xTB", "NN"), windows_steps=DEFAULT
     chunk_frames = V.positive_int(chunk_frames, "chunk_frames")
     if len(labels) != 2 or labels[0] == labels[1]:
         raise ValueError(f"`labels` must be two different names, got {labels!r}")
-    runs = [_Run(reference, labels[0], stride, chunk_frames), _Run(candidate, labels[1], stride, chunk_frames)]
+    runs = [_Run(reference, labels[0], stride, chunk_frames)]
+    runs.append(_Run(candidate, labels[1], stride, chunk_frames))
     try:
         return _compare(runs, tuple(windows_steps), rmsf_max_iter)
     finally:
@@ -439,7 +443,8 @@ def _compare(runs, windows_steps, rmsf_max_iter) -> Report:
     }
     for r in runs:
         if hist[r.label].n_above:
-            notes.append(f"{r.label}: {hist[r.label].n_above} distances beyond {edges[-1]} Å are not in the histogram")
+            notes.append(f"{r.label}: {hist[r.label].n_above} distances beyond {edges[-1]} Å "
+                         "are not in the histogram")
 
     # -- radius of gyration ----------------------------------------------------------------------------
     from scipy.stats import wasserstein_distance
@@ -486,7 +491,8 @@ def _compare(runs, windows_steps, rmsf_max_iter) -> Report:
         ax[0, 0].set_ylabel("power ((Å/fs)$^2$ cm)")
         ax[0, 0].legend()
         figures["power_spectrum"] = fig
-        captions["power_spectrum"] = "Mass-weighted vibrational power spectra (Hann window) of the velocities."
+        captions["power_spectrum"] = ("Mass-weighted vibrational power spectra (Hann window) "
+                                      "of the velocities.")
         summary["power_spectrum"] = {
             "range_cm-1": [float(SPECTRUM_RANGE_CM[0]), float(hi_cm)],
             "pearson_r": _pearson(pa, pb),
@@ -547,5 +553,6 @@ def _conformers(runs, figures, captions, notes, colors):
     ax[0, 1].set_ylim(0, 1)
     ax[0, 1].legend()
     figures["conformers"] = fig
-    captions["conformers"] = "β/δ scatter (M: β < 0, P: β > 0; syn: δ < 0, anti: δ > 0) and conformer populations."
+    captions["conformers"] = ("β/δ scatter (M: β < 0, P: β > 0; syn: δ < 0, anti: δ > 0) "
+                              "and conformer populations.")
     return out
