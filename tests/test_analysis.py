@@ -393,6 +393,10 @@ def test_streaming_classes_equal_in_memory(tmp_path, traj, motor):
     np.testing.assert_allclose(ang, analysis.dihedrals(traj, q), atol=1e-12)
     c = analysis.VACF(path, masses="file", atoms_per_block=5).run().results.vacf
     np.testing.assert_allclose(c, analysis.vacf(vel, masses), atol=1e-12)
+    ps = analysis.PowerSpectrum(path, masses="file", atoms_per_block=7).run(step=2).results
+    nu, p = analysis.power_spectrum(vel[::2], timestep_fs=1.0, masses=masses)  # file: 0.5 fs
+    np.testing.assert_allclose(ps.nu, nu, rtol=1e-14)
+    np.testing.assert_allclose(ps.power, p, rtol=1e-10, atol=1e-14 * p.max())
     # in-memory arrays work as sources too
     np.testing.assert_allclose(analysis.RMSF(traj, masses=masses).run().results.rmsf,
                                analysis.rmsf(traj, masses), atol=1e-12)

@@ -30,6 +30,7 @@ from .stream import (
     Dihedrals,
     DistanceHistogram,
     H5MDReader,
+    PowerSpectrum,
     RadiusOfGyration,
     Results,
 )
@@ -37,5 +38,5 @@ from .stream import (
 __all__ = [
     "pairwise_distances", "rmsf", "radius_of_gyration", "vacf", "power_spectrum",
     "rolling_pearson", "dihedrals", "AnalysisBase", "Results", "H5MDReader",
-    "RadiusOfGyration", "RMSF", "DistanceHistogram", "Dihedrals", "VACF",
+    "RadiusOfGyration", "RMSF", "DistanceHistogram", "Dihedrals", "VACF", "PowerSpectrum",
 ]

@@ -182,7 +182,14 @@ def power_spectrum(velocities, timestep_fs: float = 1.0, masses=None, window="ha
     vel = V.trajectory(velocities, "velocities", min_frames=2)
     dt = V.positive_float(timestep_fs, "timestep_fs")
     w = V.atom_weights(masses, vel.shape[1], "masses")
-    n = vel.shape[0]
+    m, taper, norm = _spectrum_setup(vel.shape[0], window, pad_to)
+    summed = _core().summed_power(vel, w, taper, m)
+    wsum = float(np.sum(w)) if w is not None else float(vel.shape[1])
+    return _spectrum_finish(summed, m, dt, norm, wsum)
+
+
+def _spectrum_setup(n: int, window, pad_to):
+    """FFT length, taper (or None) and sum of squared taper for ``n`` frames."""
     if pad_to is None:
         m = 1 << (2 * n - 1).bit_length()
     else:
@@ -190,16 +197,16 @@ def power_spectrum(velocities, timestep_fs: float = 1.0, masses=None, window="ha
         if m & (m - 1) or m < n:
             raise ValueError(f"`pad_to` must be a power of two >= n_frames = {n}, got {m}")
     if window is None:
-        taper = None
-        norm = float(n)
-    elif isinstance(window, str) and window.lower() in ("hann", "hanning"):
+        return m, None, float(n)
+    if isinstance(window, str) and window.lower() in ("hann", "hanning"):
         taper = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)  # periodic Hann
-        norm = float(np.sum(taper * taper))
-    else:
-        raise ValueError(f"`window` must be 'hann' or None, got {window!r}")
-    summed = _core().summed_power(vel, w, taper, m)
-    wsum = 3.0 * (float(np.sum(w)) if w is not None else float(vel.shape[1]))
-    p = summed * (dt / (norm * wsum))
+        return m, taper, float(np.sum(taper * taper))
+    raise ValueError(f"`window` must be 'hann' or None, got {window!r}")
+
+
+def _spectrum_finish(summed, m: int, dt: float, norm: float, weight_sum: float):
+    """Wavenumbers and one-sided density per cm^-1 from the summed |FFT|^2 (k = 0..m/2)."""
+    p = summed * (dt / (norm * 3.0 * weight_sum))
     p[1:m // 2] *= 2.0  # one-sided
     p *= SPEED_OF_LIGHT_CM_PER_FS  # per (1/fs) -> per cm^-1
     nu = np.arange(m // 2 + 1) / (m * dt * SPEED_OF_LIGHT_CM_PER_FS)

@@ -23,7 +23,7 @@ from .kernels import _core
 
 __all__ = [
     "H5MDReader", "Results", "AnalysisBase", "RadiusOfGyration", "RMSF",
-    "DistanceHistogram", "Dihedrals", "VACF",
+    "DistanceHistogram", "Dihedrals", "VACF", "PowerSpectrum",
 ]
 
 _FIELDS = {"positions": "position", "velocities": "velocity", "forces": "force"}
@@ -394,16 +394,66 @@ class Dihedrals(AnalysisBase):
         self.results.angles = np.concatenate(self._parts, axis=0)
 
 
-class VACF(AnalysisBase):
+class _AtomBlocks(AnalysisBase):
+    """Analyses that need all frames of a few atoms at a time (sums over atoms)."""
+
+    field = "velocities"
+
+    def _summed_power(self, idx, taper, m):
+        total = np.zeros(m // 2 + 1)
+        for a in range(0, self.n_atoms, self.atoms_per_block):
+            b = min(a + self.atoms_per_block, self.n_atoms)
+            block = V.trajectory(
+                self._source.read(self.field, idx.start, idx.stop, idx.step, atoms=slice(a, b)),
+                self.field)
+            w = np.ones(b - a) if self._w is None else np.ascontiguousarray(self._w[a:b])
+            total += _core().summed_power(block, w, taper, m)
+        return total
+
+    def _weight_sum(self):
+        return float(self._w.sum()) if self._w is not None else float(self.n_atoms)
+
+
+class PowerSpectrum(_AtomBlocks):
+    """Vibrational power spectrum (as :func:`pymotor.analysis.power_spectrum`) streamed
+    over blocks of atoms. ``timestep_fs`` defaults to the file's frame interval (times
+    ``step``). ``results.nu`` (cm^-1), ``results.power`` ((Angstrom/fs)^2 per cm^-1)."""
+
+    def __init__(self, trajectory, timestep_fs=None, masses=None, *, window="hann", pad_to=None,
+                 atoms_per_block: int = 16, **kw):
+        super().__init__(trajectory, **kw)
+        if timestep_fs is None:
+            if not isinstance(self._source, H5MDReader):
+                raise ValueError("`timestep_fs` is required for in-memory velocities")
+            timestep_fs = self._source.frame_interval_fs
+        self.timestep_fs = V.positive_float(timestep_fs, "timestep_fs")
+        self._w = self._masses(masses)
+        self.window, self.pad_to = window, pad_to
+        self.atoms_per_block = V.positive_int(atoms_per_block, "atoms_per_block")
+
+    def run(self, start=None, stop=None, step=None):
+        from .kernels import _spectrum_finish, _spectrum_setup
+
+        idx = self._frames(start, stop, step)
+        if len(idx) < 2:
+            raise ValueError("the power spectrum needs at least 2 frames")
+        m, taper, norm = _spectrum_setup(len(idx), self.window, self.pad_to)
+        total = self._summed_power(idx, taper, m)
+        self.n_frames = len(idx)
+        nu, p = _spectrum_finish(total, m, self.timestep_fs * idx.step, norm, self._weight_sum())
+        self.results.nu, self.results.power = nu, p
+        return self
+
+
+class VACF(_AtomBlocks):
     """Velocity autocorrelation (as :func:`pymotor.analysis.vacf`) streamed over blocks
     of atoms: every block holds all selected frames of ``atoms_per_block`` atoms.
 
     ``results.vacf`` (n_frames,), normalised unless ``normalize=False``
     ((Angstrom/fs)^2), ``results.time_lag`` in frames."""
 
-    field = "velocities"
-
-    def __init__(self, trajectory, masses=None, *, normalize: bool = True, atoms_per_block: int = 16, **kw):
+    def __init__(self, trajectory, masses=None, *, normalize: bool = True, atoms_per_block: int = 16,
+                 **kw):
         super().__init__(trajectory, **kw)
         self._w = self._masses(masses)
         self.normalize = bool(normalize)
@@ -413,19 +463,9 @@ class VACF(AnalysisBase):
         idx = self._frames(start, stop, step)
         n = len(idx)
         m = 1 << (2 * n - 1).bit_length()
-        total = np.zeros(m // 2 + 1)
-        for a in range(0, self.n_atoms, self.atoms_per_block):
-            b = min(a + self.atoms_per_block, self.n_atoms)
-            block = V.trajectory(
-                self._source.read(self.field, idx.start, idx.stop, idx.step, atoms=slice(a, b)),
-                self.field)
-            w = None if self._w is None else np.ascontiguousarray(self._w[a:b])
-            if w is None:
-                w = np.ones(b - a)
-            total += _core().summed_power(block, w, None, m)
+        total = self._summed_power(idx, None, m)
         corr = np.fft.irfft(total, n=m)[:n]
-        wsum = 3.0 * (self._w.sum() if self._w is not None else self.n_atoms)
-        c = corr / (np.arange(n, 0, -1) * wsum)
+        c = corr / (np.arange(n, 0, -1) * 3.0 * self._weight_sum())
         if self.normalize:
             if not c[0] > 0:
                 raise ValueError("the velocities are all zero: the VACF cannot be normalised")

@@ -91,21 +91,18 @@ class _Run:
     def _arr(self, v):
         return None if v is None else np.asarray(v, dtype=float)[:: self.stride]
 
-    def velocities(self):
-        if not self.has_velocities:
-            return None
-        if self.reader is not None:
-            return self.reader.read("velocities", step=self.stride)
-        return self._vel
-
     def first_positions(self):
         if self.reader is not None:
             return self.reader.read("positions", 0, 1)[0]
         return np.asarray(self._src[0], dtype=float)
 
     def run(self, cls, *args, **kw):
-        obj = cls(self._src, *args, chunk_frames=self.chunk_frames, **kw)
-        step = self.stride if self.reader is not None else None
+        """Run a streaming analysis class on this run's frames (every ``stride``-th)."""
+        if self.reader is not None:
+            src, step = self.reader, self.stride
+        else:
+            src, step = (self._src if cls.field == "positions" else self._vel), None
+        obj = cls(src, *args, chunk_frames=self.chunk_frames, **kw)
         return obj.run(step=step).results
 
     def close(self):
@@ -475,8 +472,9 @@ def _compare(runs, windows_steps, rmsf_max_iter) -> Report:
     if all(r.has_velocities for r in runs):
         spec = {}
         for r in runs:
-            nu, p = analysis.power_spectrum(r.velocities(), timestep_fs=r.frame_dt_fs, masses=masses[r.label])
-            spec[r.label] = (nu, p)
+            dt = None if r.reader is not None else r.frame_dt_fs  # files: interval x stride
+            res = r.run(analysis.PowerSpectrum, timestep_fs=dt, masses=masses[r.label])
+            spec[r.label] = (res.nu, res.power)
         hi_cm = min(SPECTRUM_RANGE_CM[1], *(s[0][-1] for s in spec.values()))
         grid = spec[ref.label][0]
         grid = grid[(grid >= SPECTRUM_RANGE_CM[0]) & (grid <= hi_cm)]
