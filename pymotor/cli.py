@@ -17,7 +17,8 @@ def _register_md(sub) -> None:
     src.add_argument("--start-db", help="start from a reference database (default frame: last test frame)")
     src.add_argument("--xyz", help="start from an xyz file (velocities drawn at --temperature)")
     p.add_argument("--model", help="deployed TorchScript model; default: the shipped cpnx-schnet")
-    p.add_argument("--backend", default="torchscript", choices=["torchscript"], help="model evaluator")
+    p.add_argument("--backend", default="torchscript", choices=["torchscript", "fast", "auto"],
+                   help="model evaluator: libtorch, pymotor's C++ SchNet kernels, or fast when the model is a SchNet")
     p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--timestep-fs", type=float, default=1.0)
     p.add_argument("--temperature", type=float, default=300.0, help="K")
@@ -46,7 +47,8 @@ def _md(args) -> int:
     res = run_pair(model, atoms, args.out, steps=args.steps, timestep_fs=args.timestep_fs,
                    temperature_K=args.temperature,
                    thermostat=None if args.thermostat == "none" else args.thermostat, tdamp_fs=args.tdamp_fs,
-                   xtb_backend=None if args.no_xtb else args.xtb_backend, interval=args.interval)
+                   xtb_backend=None if args.no_xtb else args.xtb_backend, interval=args.interval,
+                   backend=args.backend)
     print(f"wrote {res.nn}" + (f" and {res.xtb}" if res.xtb else ""))
     for k, v in res.seconds_per_step.items():
         print(f"  {k}: {1e3 * v:.2f} ms/step")

@@ -181,7 +181,7 @@ class FastSchNetModel(Model):
         ``"float32"`` (default; the precision of the TorchScript model) or ``"float64"``.
     n_intervals
         Filter-table intervals over [0, cutoff]; 0 (default) refines the grid until the relative
-        interpolation error of the filters is below ``tolerance`` (and of dW/dr below 100x it).
+        interpolation error of the filters is below ``tolerance`` (and of dW/dr below 10x it).
     n_threads
         OpenMP threads over replicas; 1 (default) or 0 to follow ``torch.get_num_threads()``.
     check

@@ -56,17 +56,18 @@ class PairResult:
 def run_pair(model, atoms: Atoms, out_dir: str | os.PathLike, steps: int = 5000, timestep_fs: float = 1.0,
              temperature_K: float = 300.0, thermostat: str | None = "nose-hoover", tdamp_fs: float = 100.0,
              xtb_backend: str | None = "tblite", interval: int = 1, progress: bool = True,
-             resume: bool = True) -> PairResult:
+             resume: bool = True, backend: str = "torchscript") -> PairResult:
     """NN and GFN2-xTB MD from the same start with the same integrator; writes
     ``out_dir/nn.h5``, ``out_dir/xtb.h5`` and ``out_dir/timings.json`` (s per step).
-    ``xtb_backend=None`` runs only the NN. Existing files are resumed when ``resume``."""
+    ``xtb_backend=None`` runs only the NN. Existing files are resumed when ``resume``.
+    ``backend`` is the evaluator of a model given as a path (see :func:`pymotor.load_model`)."""
     from . import run_md
     from .potentials import Model, load_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not isinstance(model, Model):
-        model = load_model(model)
+        model = load_model(model, backend=backend)
     kw = dict(steps=steps, timestep_fs=timestep_fs, temperature_K=temperature_K, thermostat=thermostat,
               tdamp_fs=tdamp_fs, interval=interval, progress=progress)
     timings = {}

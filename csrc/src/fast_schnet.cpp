@@ -398,7 +398,7 @@ FastSchNetModel::FastSchNetModel(SchNetWeights w, const std::string& dtype, int 
       double ew, ed;
       measure_error(n, ew, ed, coef);
       info_ = {n, w_.cutoff / n, ew, ed};
-      if ((ew <= tolerance && ed <= 100.0 * tolerance) || n >= (1 << 16)) break;
+      if ((ew <= tolerance && ed <= 10.0 * tolerance) || n >= (1 << 16)) break;
     }
   }
   if (dtype_ == "float32")

@@ -66,7 +66,7 @@ class FastSchNetModel {
  public:
   // n_intervals > 0 fixes the grid; 0 chooses it: the grid is doubled from 64 intervals until
   // the relative interpolation error of W is below `tolerance` (and of dW/dr below
-  // 100 * tolerance). The error is measured in double at 3 points inside every interval.
+  // 10 * tolerance). The error is measured in double at 3 points inside every interval.
   FastSchNetModel(SchNetWeights weights, const std::string& dtype, int n_intervals = 0,
                   double tolerance = 1e-7);
   ~FastSchNetModel();
