@@ -67,7 +67,7 @@ def __getattr__(name):
     if name in _LAZY:
         module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
         return getattr(module, name)
-    if name in ("conformers", "xtb", "generate", "inputs", "cli", "database"):
+    if name in ("conformers", "xtb", "generate", "inputs", "cli"):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

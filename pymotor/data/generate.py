@@ -323,6 +323,7 @@ class _Job:
     split: str
     atomrefs_eV: dict
     metadata: dict
+    reuse_wavefunction: bool = True
 
 
 def _state_step(path: Path) -> int | None:
@@ -335,6 +336,27 @@ def _state_step(path: Path) -> int | None:
         return int(read_state(path)["step"])
     except Exception:  # noqa: BLE001 - a file killed before its first state is unusable
         return None
+
+
+def _last_frame_step(path: Path) -> int | None:
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            steps = f["particles/trajectory/position/step"]
+            return int(steps[-1]) if len(steps) else None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _clean_error(exc) -> str:
+    """The message of ``exc`` without an embedded Python traceback ("At: ..." lines)."""
+    import re
+
+    text = str(exc)
+    text = re.sub(r"\n\s*\nAt:\n(?:[ \t]+.*(?:\n|$))*", "", text)
+    text = re.sub(r"; the frames before it are saved in [^;]*$", "", text.strip())
+    return " ".join(text.split())
 
 
 def _run_segmented(calc, atoms, path: Path, total_steps: int, job: _Job, report: Callable,
@@ -361,13 +383,13 @@ def _run_segmented(calc, atoms, path: Path, total_steps: int, job: _Job, report:
                            trajectory=str(path), interval=interval,
                            restart=str(path) if current is not None else None, progress=False)
         except (SCFConvergenceError, pymotor.MDError, RuntimeError) as exc:
-            last = _state_step(path)
-            saved = f"frames up to step {last} are saved in {path}" if last is not None else \
-                f"nothing was saved in {path}"
+            state = _state_step(path)
+            last = _last_frame_step(path)
+            saved = (f"frames up to step {last} are saved in {path} (a rerun continues from "
+                     f"step {state})") if last is not None else f"nothing was saved in {path}"
             raise GenerationError(
-                f"{job.name} {stage}: stopped after MD step {last if last is not None else 0} "
-                f"(failure in steps {(last or 0) + 1}..{target}): {exc}; {saved}; "
-                "repeat the command to resume") from exc
+                f"{job.name} {stage}: {_clean_error(exc)}; {saved}; repeat the command to resume"
+            ) from exc
         report(done_before + target, stage)
 
 
@@ -385,7 +407,8 @@ def _run_job(job: _Job, report: Callable) -> dict:
     raw.mkdir(parents=True, exist_ok=True)
     atoms = read(io.StringIO(job.atoms_xyz), format="extxyz")
     atoms.calc = None
-    calc = make_calculator(job.backend, charge=job.charge, spin=job.spin, atoms=atoms)
+    calc = make_calculator(job.backend, charge=job.charge, spin=job.spin, atoms=atoms,
+                           reuse_wavefunction=job.reuse_wavefunction)
     db = out / f"{job.name}.db"
     split_path = out / f"{job.name}_split.npz"
     n_expected = job.steps // job.interval + 1
@@ -472,7 +495,8 @@ def generate_reference(atoms, out, temperature_K: float = 300.0, steps: int = 20
                        trajectories: int = 2, backend: str = "tblite", seed: int = 0, charge: int = 0,
                        spin: int | None = None, energy_unit: str = "kcal/mol", split: str = "time",
                        progress: bool = True, workers: int | None = None, name: str | None = None,
-                       tdamp_fs: float = 100.0, chain_length: int = 3) -> dict:
+                       tdamp_fs: float = 100.0, chain_length: int = 3,
+                       reuse_wavefunction: bool = True) -> dict:
     """GFN2-xTB NVT reference MD with pymotor's engine, written as SchNetPack databases.
 
     Parameters
@@ -497,6 +521,12 @@ def generate_reference(atoms, out, temperature_K: float = 300.0, steps: int = 20
     split : "time" | "random"
     progress : bool
         tqdm bars with the time per step and the remaining time.
+    workers : int, optional
+        Parallel processes (default: one per core, at most ``trajectories``).
+    reuse_wavefunction : bool
+        Start each SCF from the previous step's wavefunction (default, faster). With False
+        every force call is independent of the history, so a resumed run repeats an
+        uninterrupted one bit for bit; with True they agree to SCF precision.
 
     Returns
     -------
@@ -561,7 +591,8 @@ def generate_reference(atoms, out, temperature_K: float = 300.0, steps: int = 20
               "tdamp_fs": float(tdamp_fs), "chain_length": int(chain_length), "charge": int(charge),
               "spin": int(uhf), "energy_unit": energy_unit, "split": split,
               "formula": atoms.get_chemical_formula(), "n_atoms": len(atoms),
-              "atomic_numbers": [int(z) for z in atoms.get_atomic_numbers()]}
+              "atomic_numbers": [int(z) for z in atoms.get_atomic_numbers()],
+              "reuse_wavefunction": bool(reuse_wavefunction)}
     try:
         from importlib.metadata import version
 
@@ -600,7 +631,8 @@ def generate_reference(atoms, out, temperature_K: float = 300.0, steps: int = 20
                  temperature_K=float(temperature_K), timestep_fs=float(timestep_fs),
                  steps=int(steps), interval=int(interval), equil_steps=equil_steps,
                  tdamp_fs=float(tdamp_fs), chain_length=int(chain_length),
-                 energy_unit=energy_unit, split=split, atomrefs_eV=atomrefs_eV, metadata=params)
+                 energy_unit=energy_unit, split=split, atomrefs_eV=atomrefs_eV, metadata=params,
+                 reuse_wavefunction=bool(reuse_wavefunction))
             for k in range(1, int(trajectories) + 1)]
     n_workers = min(len(jobs), int(workers) if workers else (os.cpu_count() or 1))
     bars = _Bars(jobs, equil_steps + int(steps), progress)

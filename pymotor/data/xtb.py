@@ -131,11 +131,16 @@ class GFN2xTB(Calculator):
     electronic_temperature : float, Fermi smearing temperature in K (300 default)
     max_iterations : int, SCF iterations per attempt (250 default)
     retries : int, extra attempts after a failed SCF (2 default)
+    reuse_wavefunction : bool, start each SCF from the previous call's wavefunction
+        (default True, ~1.6x faster for CPNX). False starts every SCF from the same guess,
+        so results do not depend on the call history: a restarted MD run then repeats an
+        uninterrupted one bit for bit (with True they agree to SCF precision, ~1e-5 eV/A).
     """
 
     implemented_properties = ["energy", "free_energy", "forces"]
     default_parameters = dict(backend="tblite", charge=0, spin=None, accuracy=1.0,
-                              electronic_temperature=300.0, max_iterations=250, retries=2)
+                              electronic_temperature=300.0, max_iterations=250, retries=2,
+                              reuse_wavefunction=True)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -170,7 +175,8 @@ class GFN2xTB(Calculator):
                 "charge": int(p.charge), "spin": None if p.spin is None else int(p.spin),
                 "accuracy": float(p.accuracy),
                 "electronic_temperature_K": float(p.electronic_temperature),
-                "max_iterations": int(p.max_iterations)}
+                "max_iterations": int(p.max_iterations),
+                "reuse_wavefunction": bool(p.reuse_wavefunction)}
 
     # -- ASE interface ----------------------------------------------------------------
     def reset(self):
@@ -244,7 +250,14 @@ class GFN2xTB(Calculator):
         own.set_initial_magnetic_moments(None)
         own.calc = calc
 
+        reuse = bool(p.reuse_wavefunction)
+        if not reuse:
+            kw["cache_api"] = False  # reset() then drops the wavefunction
+            own.calc = calc = TBLite(**kw)
+
         def run(atoms):
+            if not reuse:
+                calc.reset()
             own.set_positions(atoms.get_positions())
             return float(own.get_potential_energy()), np.array(own.get_forces())
 
@@ -270,6 +283,8 @@ class GFN2xTB(Calculator):
                     state["calc"] = c
                 else:
                     state["calc"].update(pos)
+                if not p.reuse_wavefunction:
+                    state["res"] = None
                 state["res"] = state["calc"].singlepoint(state["res"])
             except XTBException as exc:
                 state["calc"] = state["res"] = None
