@@ -146,7 +146,8 @@ def read_schnet_weights(module) -> dict:
             raise UnsupportedModelError("ScaleProperty must hold one scale factor")
         scale = float(s[0])
     forces = outs[-1]
-    if forces.energy_key != "energy" or forces.force_key != "forces" or bool(forces.calc_stress):
+    if (getattr(forces, "energy_key", None) != "energy" or getattr(forces, "force_key", None) != "forces"
+            or bool(getattr(forces, "calc_stress", False))):
         raise UnsupportedModelError("the Forces module must compute 'forces' from 'energy' without stress")
 
     return {
