@@ -698,7 +698,11 @@ void FastSchNetPotential::compute(const double* x, int R, int N, double* e, doub
   {
     int rep = 0;
     for (size_t q = 0; q < H; ++q) {
-      const int rq = static_cast<int>(pl.idx_i[2 * q] / N);
+      const int64_t i = pl.idx_i[2 * q], j = pl.idx_j[2 * q];
+      const int rq = static_cast<int>(i / N);
+      // the half list relies on VerletList's layout: (i, j) then (j, i), replicas in order
+      if (pl.idx_i[2 * q + 1] != j || pl.idx_j[2 * q + 1] != i || rq < rep || j / N != rq)
+        throw std::logic_error("FastSchNetPotential: unexpected neighbour-list layout");
       while (rep < rq) start[++rep] = q;
     }
     while (rep < R) start[++rep] = H;
