@@ -12,8 +12,8 @@ to ``pymotor._core.FastSchNetModel``, which
   list and a hand-written backward pass, in float32 (default, as the TorchScript model) or
   float64, for one molecule or a batch of replicas (OpenMP threads over replicas).
 
-Anything else (PaiNN, custom modules, learnable activations, postprocessors inside the file)
-raises :class:`UnsupportedModelError` naming what is not supported. At load time the fast
+AddOffsets postprocessors kept in a file by ``spkdeploy`` are applied as a float64 constant.
+Anything else (PaiNN, custom modules, learnable activations, other postprocessors) raises :class:`UnsupportedModelError` naming what is not supported. At load time the fast
 evaluator is compared with the TorchScript model on a small test molecule (``check=True``).
 """
 from __future__ import annotations
@@ -87,10 +87,18 @@ def read_schnet_weights(module) -> dict:
     inputs = [_name(c) for c in _children(module.input_modules)]
     if inputs != ["PairwiseDistances"]:
         raise UnsupportedModelError(f"input modules {inputs} are not supported (expected ['PairwiseDistances'])")
-    post = [_name(c) for c in _children(module.postprocessors)]
-    if post and bool(getattr(module, "do_postprocessing", True)):
-        raise UnsupportedModelError(f"postprocessors {post} inside the model file are not supported by the fast "
-                                    "backend (pymotor export keeps offsets in the metadata instead)")
+    offsets = []
+    if bool(getattr(module, "do_postprocessing", True)):
+        for pp in _children(module.postprocessors):
+            # spkdeploy keeps AddOffsets (float32) in the file: a constant per molecule, added here in float64
+            if _name(pp) != "AddOffsets" or getattr(pp, "_property", None) != "energy":
+                post = [_name(c) for c in _children(module.postprocessors)]
+                raise UnsupportedModelError(f"postprocessors {post} inside the model file are not supported by the "
+                                            "fast backend (only AddOffsets on the energy)")
+            offsets.append({"add_mean": bool(pp.add_mean), "add_atomrefs": bool(pp.add_atomrefs),
+                            "is_extensive": bool(pp.is_extensive),
+                            "mean": float(pp.mean.detach().double().numpy().ravel()[0]),
+                            "atomref": pp.atomref.detach().double().numpy().ravel().copy()})
     if _name(rep.radial_basis) != "GaussianRBF":
         raise UnsupportedModelError(f"radial basis {_name(rep.radial_basis)} is not supported (GaussianRBF only)")
     if _name(rep.cutoff_fn) != "CosineCutoff":
@@ -158,7 +166,21 @@ def read_schnet_weights(module) -> dict:
         "interactions": inter,
         "readout": readout,
         "energy_scale": scale,
+        "postprocessor_offsets": offsets,
     }
+
+
+def _postprocessor_offset(offsets: list, atomic_numbers) -> float:
+    """The energy (model units) that AddOffsets postprocessors in the file add to one molecule."""
+    z = np.asarray(atomic_numbers, dtype=int)
+    e = 0.0
+    for o in offsets:
+        if o["add_mean"]:
+            e += o["mean"] * (len(z) if o["is_extensive"] else 1)
+        if o["add_atomrefs"]:
+            s = float(np.sum(o["atomref"][z]))
+            e += s if o["is_extensive"] else s / len(z)
+    return e
 
 
 def _test_molecule(elements: Sequence[int] | None):
@@ -233,8 +255,10 @@ class FastSchNetModel(Model):
         """A C++ potential of this model for molecules with these atomic numbers."""
         z = [int(v) for v in atomic_numbers]
         self.check_elements(z)
+        offset = self.energy_offset_eV(z) + _postprocessor_offset(self.weights["postprocessor_offsets"], z) \
+            * self.energy_unit_eV
         return _core.FastSchNetPotential(self._fast, z, self.cutoff_A, skin_A, self.length_unit_A,
-                                         self.energy_unit_eV, self.energy_offset_eV(z), self.n_threads)
+                                         self.energy_unit_eV, offset, self.n_threads)
 
     def torchscript_potential(self, atomic_numbers: Sequence[int], skin_A: float = DEFAULT_SKIN_A):
         """The TorchScript potential of the same file (the reference this backend reproduces)."""
@@ -247,6 +271,7 @@ class FastSchNetModel(Model):
         de = abs(float(e_ts[0] - e_fa[0]))
         df = float(np.abs(f_ts - f_fa).max())
         self.check_report = {"max_abs_dE_eV": de, "max_abs_dF_eV_per_A": df}
+        # the TorchScript model adds in-file offsets in float32: allow for their rounding
         e_tol = 1e-4 + 1e-5 * abs(float(e_ts[0] - self.energy_offset_eV(numbers)))
         f_tol = 1e-3 + 1e-4 * float(np.abs(f_ts).max())
         if not (de <= e_tol and df <= f_tol):

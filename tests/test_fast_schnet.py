@@ -201,6 +201,38 @@ def test_table_errors_are_far_below_model_precision(models, frames):
     assert np.abs(f2 - f0).max() > 100 * np.abs(f1 - f0).max()
 
 
+def test_spkdeploy_file_with_add_offsets(tmp_path):
+    """spkdeploy keeps AddOffsets (float32) in the file: the fast backend adds it in float64."""
+    from schnetpack.transform import AddOffsets
+
+    torch.manual_seed(3)
+    c = 5.0
+    rep = spk.representation.SchNet(n_atom_basis=16, n_interactions=2, radial_basis=spk.nn.GaussianRBF(8, c),
+                                    cutoff_fn=spk.nn.CosineCutoff(c))
+    atomref = torch.zeros(100, dtype=torch.float64)
+    atomref[[1, 6, 8]] = torch.tensor([-13.5, -1029.25, -2041.125], dtype=torch.float64)
+    model = spk.model.NeuralNetworkPotential(
+        representation=rep, input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=[spk.atomistic.Atomwise(16, output_key="energy"),
+                        spk.atomistic.Forces(energy_key="energy", force_key="forces")],
+        postprocessors=[AddOffsets("energy", add_mean=True, add_atomrefs=True, atomrefs=atomref,
+                                   property_mean=torch.tensor([0.75], dtype=torch.float64))])
+    pp = model.postprocessors[0]
+    pp.mean = pp.mean.float()  # as spkdeploy does
+    path = tmp_path / "deployed.pt"
+    torch.jit.save(torch.jit.script(model.eval()), str(path), _extra_files={"cutoff": str(c)})
+    atoms = pymotor.data.cpnx()
+    kw = dict(energy_unit="eV", length_unit="Angstrom")
+    e_t, f_t = pymotor.load_model(path, **kw).compute(atoms)
+    fast = pymotor.load_model(path, backend="fast", **kw)
+    e_f, f_f = fast.compute(atoms)
+    z = atoms.numbers
+    expected = float(atomref[z].sum()) + 0.75 * len(z)
+    assert abs(expected) > 3e4
+    assert abs(e_f - e_t) < 1e-4 + 1e-7 * abs(expected)  # float32 rounding of the offset in TorchScript
+    np.testing.assert_allclose(f_f, f_t, atol=1e-4)
+
+
 def test_painn_and_custom_models_are_refused_clearly(tmp_path, tiny_model_path):
     c = 5.0
     rep = spk.representation.PaiNN(n_atom_basis=16, n_interactions=2, radial_basis=spk.nn.GaussianRBF(8, c),
