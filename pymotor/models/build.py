@@ -36,6 +36,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-hours", type=float, default=None, help="wall-time limit of this session")
     ap.add_argument("--energy-unit", default="kcal/mol")
     ap.add_argument("--weighting", default="fixed", choices=["fixed", "variance"])
+    ap.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
     ap.add_argument("--lr-patience", type=int, default=10)
     ap.add_argument("--es-patience", type=int, default=40)
     ap.add_argument("--stride", type=int, default=10,
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
                     epochs=args.epochs, seed=0, weighting=args.weighting, stride=args.stride,
                     init_from=args.init_from,
                     progress=not args.no_progress,
-                    hyperparameters={"lr_patience": args.lr_patience,
+                    hyperparameters={"lr": args.lr, "lr_patience": args.lr_patience,
                                      "early_stopping_patience": args.es_patience},
                     max_time_s=None if args.max_hours is None else args.max_hours * 3600)
         print(res, flush=True)
