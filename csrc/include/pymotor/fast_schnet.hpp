@@ -64,7 +64,7 @@ struct FilterTableInfo {
 // Weights + filter tables, shared by any number of potentials. dtype "float32" or "float64".
 class FastSchNetModel {
  public:
-  // n_intervals > 0 fixes the grid; 0 chooses it: the grid is doubled from 64 intervals until
+  // n_intervals > 0 fixes the grid; 0 chooses it: the grid is doubled from 256 intervals until
   // the relative interpolation error of W is below `tolerance` (and of dW/dr below
   // 10 * tolerance). The error is measured in double at 3 points inside every interval.
   FastSchNetModel(SchNetWeights weights, const std::string& dtype, int n_intervals = 0,
