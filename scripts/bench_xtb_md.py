@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     import numpy as np
     from ase import units
     from ase.md.nose_hoover_chain import NoseHooverChainNVT
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
     import pymotor
     from pymotor.data import cpnx
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
 
     n = args.steps
     start = cpnx()
-    MaxwellBoltzmannDistribution(start, temperature_K=300.0, rng=np.random.default_rng(0))
+    thermalize_momenta(start, temperature_K=300.0, rng=np.random.default_rng(0))
     Stationary(start)
 
     # bare energy+forces calls along an ASE trajectory (positions change every call)
