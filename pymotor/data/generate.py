@@ -469,11 +469,32 @@ def _slice_traj(traj, keep):
     return type(traj)(**fields)
 
 
-def _worker(job: _Job, queue) -> dict:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+_QUEUE = None  # progress queue of a worker process (set by _init_worker)
 
+
+def _init_worker(queue) -> None:
+    """Worker start-up: keep the progress queue, one thread, and exit if the parent dies
+    (so a killed ``pymotor generate`` leaves no orphan writing to the trajectory files)."""
+    import threading
+
+    global _QUEUE
+    _QUEUE = queue
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    parent = os.getppid()
+
+    def watchdog():
+        while True:
+            time.sleep(2.0)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watchdog, daemon=True, name="pymotor-parent-watchdog").start()
+
+
+def _worker(job: _Job) -> dict:
     def report(done, stage):
-        queue.put((job.k, int(done), stage))
+        if _QUEUE is not None:
+            _QUEUE.put((job.k, int(done), stage))
 
     return _run_job(job, report)
 
@@ -673,33 +694,36 @@ def _run_parallel(jobs, n_workers, bars):
 
     ctx = mp.get_context("spawn")
     results, errors = {}, []
-    with ctx.Manager() as manager:
-        q = manager.Queue()
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
-            futures = {pool.submit(_worker, job, q): job for job in jobs}
-            pending = set(futures)
-            while pending:
+    q = ctx.Queue()
+
+    def drain(timeout):
+        try:
+            k, done, stage = q.get(timeout=timeout) if timeout else q.get_nowait()
+            bars.update(k, done, stage)
+            while True:
+                k, done, stage = q.get_nowait()
+                bars.update(k, done, stage)
+        except queue_mod.Empty:
+            pass
+
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(q,)) as pool:
+        futures = {pool.submit(_worker, job): job for job in jobs}
+        pending = set(futures)
+        while pending:
+            drain(0.5)
+            for f in [f for f in pending if f.done()]:
+                pending.discard(f)
+                job = futures[f]
                 try:
-                    while True:
-                        k, done, stage = q.get(timeout=0.5)
-                        bars.update(k, done, stage)
-                except queue_mod.Empty:
-                    pass
-                for f in [f for f in pending if f.done()]:
-                    pending.discard(f)
-                    job = futures[f]
-                    try:
-                        results[job.k] = f.result()
-                    except GenerationError as exc:
-                        errors.append(exc)
-                    except Exception as exc:  # noqa: BLE001 - report, keep the others running
-                        errors.append(GenerationError(f"{job.name}: {type(exc).__name__}: {exc}"))
-            try:
-                while True:
-                    k, done, stage = q.get_nowait()
-                    bars.update(k, done, stage)
-            except queue_mod.Empty:
-                pass
+                    results[job.k] = f.result()
+                except GenerationError as exc:
+                    errors.append(exc)
+                except Exception as exc:  # noqa: BLE001 - report, keep the others running
+                    errors.append(GenerationError(f"{job.name}: {type(exc).__name__}: {exc}"))
+    drain(None)
+    q.close()
+    q.join_thread()
     return results, errors
 
 
