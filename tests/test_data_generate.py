@@ -335,3 +335,17 @@ def test_canonical_temperature(tmp_path, request):
     var_blocks = blocks.var(1)
     var_err = var_blocks.std(ddof=1) / np.sqrt(len(blocks))
     assert abs(kin.var() - n_dof * kt**2 / 2) < 4 * var_err + 0.05 * n_dof * kt**2 / 2
+
+
+def test_several_start_conformers(tmp_path):
+    a = molecule("H2O")
+    b = a.copy()
+    b.positions[1] += [0.0, 0.05, 0.02]
+    out = tmp_path / "S"
+    generate_reference([a, b], out, steps=20, equilibrate_fs=0, trajectories=3, progress=False,
+                       workers=1)
+    starts = [pymotor.read_trajectory(out / "raw" / f"S_{k}.h5").positions[0] for k in (1, 2, 3)]
+    assert np.allclose(starts[0], a.positions) and np.allclose(starts[2], a.positions)
+    assert np.allclose(starts[1], b.positions)
+    with pytest.raises(ValueError, match=r"`atoms`\[1\] differs in composition"):
+        generate_reference([a, molecule("NH3")], tmp_path / "T", steps=20, progress=False)

@@ -31,7 +31,9 @@ def register(subparsers) -> None:
                     "command resumes a killed run.")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--smiles", default=None, help="molecule as SMILES (RDKit ETKDG + MMFF94)")
-    src.add_argument("--xyz", default=None, help="start geometry as an (extended) xyz file")
+    src.add_argument("--xyz", default=None,
+                     help="start geometry as an (extended) xyz file; several frames are start "
+                          "conformers used in turn by the trajectories")
     p.add_argument("--out", required=True, help="output folder, e.g. data/T300 (its name names the datasets)")
     p.add_argument("--temperature", type=float, default=300.0, help="temperature in K (default 300)")
     p.add_argument("--steps", type=int, default=20000, help="production steps per trajectory (default 20000)")
@@ -73,7 +75,8 @@ def _generate(args) -> int:
         if args.smiles is not None:
             atoms = atoms_from_smiles(args.smiles, seed=args.seed)
         elif args.xyz is not None:
-            atoms = atoms_from_xyz(args.xyz)
+            frames = atoms_from_xyz(args.xyz, all_frames=True)
+            atoms = frames[0] if len(frames) == 1 else frames  # several start conformers
         else:
             atoms = cpnx()
         res = generate_reference(

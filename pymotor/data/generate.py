@@ -522,8 +522,10 @@ def generate_reference(atoms, out, temperature_K: float = 300.0, steps: int = 20
 
     Parameters
     ----------
-    atoms : ase.Atoms
-        Start geometry (Angstrom), e.g. :func:`pymotor.data.cpnx`.
+    atoms : ase.Atoms or list of ase.Atoms
+        Start geometry (Angstrom), e.g. :func:`pymotor.data.cpnx`; or several start
+        conformers of the same molecule, used in turn (trajectory k starts from
+        ``atoms[(k - 1) % len(atoms)]``).
     out : path
         Output folder; its name is the dataset name (``data/T300`` -> ``T300_1.db``, ...).
     temperature_K, timestep_fs, steps, interval
@@ -559,12 +561,22 @@ def generate_reference(atoms, out, temperature_K: float = 300.0, steps: int = 20
 
     from .xtb import BACKENDS, backend_available, backend_version, check_system
 
-    if not isinstance(atoms, Atoms):
-        raise TypeError(f"`atoms` must be an ase.Atoms, got {type(atoms).__name__}")
-    if len(atoms) == 0:
-        raise ValueError("`atoms` has no atoms")
-    if not np.all(np.isfinite(atoms.get_positions())):
-        raise ValueError("`atoms` has non-finite positions")
+    if isinstance(atoms, (list, tuple)) and atoms and all(isinstance(a, Atoms) for a in atoms):
+        starts = list(atoms)  # several start conformers, used in turn by the trajectories
+    elif isinstance(atoms, Atoms):
+        starts = [atoms]
+    else:
+        raise TypeError("`atoms` must be an ase.Atoms or a non-empty list of ase.Atoms, got "
+                        f"{type(atoms).__name__}")
+    for i, a in enumerate(starts):
+        where = "`atoms`" if len(starts) == 1 else f"`atoms`[{i}]"
+        if len(a) == 0:
+            raise ValueError(f"{where} has no atoms")
+        if not np.all(np.isfinite(a.get_positions())):
+            raise ValueError(f"{where} has non-finite positions")
+        if not np.array_equal(a.get_atomic_numbers(), starts[0].get_atomic_numbers()):
+            raise ValueError(f"{where} differs in composition or atom order from `atoms`[0]")
+    atoms = starts[0]
     _check_number("temperature_K", temperature_K)
     _check_number("steps", steps, integer=True, minimum=0)
     _check_number("timestep_fs", timestep_fs)
@@ -600,10 +612,15 @@ def generate_reference(atoms, out, temperature_K: float = 300.0, steps: int = 20
 
     import io
 
-    buf = io.StringIO()
-    start = atoms.copy()
-    start.calc = None
-    ase.io.write(buf, start, format="extxyz")
+    def _xyz(a) -> str:
+        b = io.StringIO()
+        c = a.copy()
+        c.calc = None
+        ase.io.write(b, c, format="extxyz")
+        return b.getvalue()
+
+    start_texts = [_xyz(a) for a in starts]
+    buf = io.StringIO("".join(start_texts))  # start.xyz: all start geometries
     params = {"format": _FORMAT, "method": "GFN2-xTB", "backend": backend,
               "backend_version": backend_version(backend), "temperature_K": float(temperature_K),
               "timestep_fs": float(timestep_fs), "interval": int(interval),
@@ -647,7 +664,8 @@ def generate_reference(atoms, out, temperature_K: float = 300.0, steps: int = 20
     manifest = {"parameters": params, "trajectories": {}}
     manifest_path.write_text(json.dumps(manifest, indent=1))
 
-    jobs = [_Job(k=k, name=f"{name}_{k}", out=str(out), atoms_xyz=buf.getvalue(),
+    jobs = [_Job(k=k, name=f"{name}_{k}", out=str(out),
+                 atoms_xyz=start_texts[(k - 1) % len(start_texts)],
                  seed=int(seed) + k - 1, backend=backend, charge=int(charge), spin=spin,
                  temperature_K=float(temperature_K), timestep_fs=float(timestep_fs),
                  steps=int(steps), interval=int(interval), equil_steps=equil_steps,

@@ -65,8 +65,9 @@ def _embed(mol, smiles, seed, n_conformers):
     return atoms
 
 
-def atoms_from_xyz(path: str | os.PathLike):
-    """ase.Atoms from an (extended) xyz file (the last frame if it holds several).
+def atoms_from_xyz(path: str | os.PathLike, all_frames: bool = False):
+    """ase.Atoms from an (extended) xyz file: its last frame, or with ``all_frames`` a list
+    of all its frames (e.g. several start conformers).
 
     Raises FileNotFoundError / ValueError naming ``xyz``.
     """
@@ -76,17 +77,20 @@ def atoms_from_xyz(path: str | os.PathLike):
     if not p.is_file():
         raise FileNotFoundError(f"`xyz`: no such file {str(p)!r}")
     try:
-        atoms = read(p, index=-1, format="extxyz")
+        frames = read(p, index=":", format="extxyz")
     except Exception as exc:  # noqa: BLE001 - ase raises many kinds on bad input
         raise ValueError(f"`xyz`: could not read {str(p)!r} as xyz: {exc}") from exc
-    if len(atoms) == 0:
-        raise ValueError(f"`xyz`: {str(p)!r} holds no atoms")
-    if not np.all(np.isfinite(atoms.get_positions())):
-        raise ValueError(f"`xyz`: {str(p)!r} has non-finite coordinates")
-    atoms.calc = None
-    atoms.pbc = False
-    atoms.cell = None
-    return atoms
+    if not frames:
+        raise ValueError(f"`xyz`: {str(p)!r} holds no frames")
+    for atoms in frames:
+        if len(atoms) == 0:
+            raise ValueError(f"`xyz`: {str(p)!r} holds no atoms")
+        if not np.all(np.isfinite(atoms.get_positions())):
+            raise ValueError(f"`xyz`: {str(p)!r} has non-finite coordinates")
+        atoms.calc = None
+        atoms.pbc = False
+        atoms.cell = None
+    return frames if all_frames else frames[-1]
 
 
 def order_o_c_h(atoms):
