@@ -50,6 +50,8 @@ def cpnx():
     Built by ``scripts/make_cpnx.py``: RDKit ETKDGv3 (seed 42, lowest-MMFF94 of 20
     conformers), then optimised with GFN2-xTB (tblite) to fmax < 0.01 eV/Angstrom.
     Atom order O, then C, then H; centre of mass at the origin; positions in Angstrom.
+    The stereocentre is (2R), the helix P (beta = +35.7 deg) and the methyl group
+    pseudo-axial: conformer "syn-P" in :mod:`pymotor.data.conformers`' convention.
     No calculator is attached (the GFN2-xTB energy in eV is in ``atoms.info["energy_eV"]``).
     A fresh copy is returned on every call.
     """

@@ -11,14 +11,15 @@ Two dihedral angles, found from the molecule's topology by RDKit substructure ma
     through the fjord; a positive torsion is a right-handed helix (P), a negative one
     a left-handed helix (M) (IUPAC sign convention: looking along C9b->C1, positive
     when the front bond must turn clockwise to eclipse the back bond).
-    GFN2-xTB minimum of the shipped CPNX: |beta| ~ 40 deg.
+    Shipped CPNX (GFN2-xTB minimum, :func:`pymotor.data.cpnx`): beta = +35.7 deg.
 
 ``delta`` -- orientation of the cyclopentane ring (and so of its methyl group)
     dihedral **C9b - C1 - C2 - C3** inside the five-membered ring: C2 is the
     stereocentre that carries the methyl group, C3 the CH2. Its sign says to which
     side of the ring plane the C2 flap (and with it the methyl group) is puckered: for a
     given configuration of C2 one sign puts the methyl pseudo-axial, the other
-    pseudo-equatorial. |delta| ~ 25-35 deg in the minima.
+    pseudo-equatorial. Shipped CPNX: delta = -33.0 deg, so it is "syn-P" (the (2R)
+    enantiomer with the methyl pseudo-axial; its mirror image is "anti-M").
 
 Classification (:func:`classify`): M if beta < 0, P if beta > 0; syn if delta < 0,
 anti if delta > 0 -> ``"anti-M" | "syn-M" | "anti-P" | "syn-P"``.
@@ -58,11 +59,9 @@ __all__ = [
 #: 5 C1 (upper alkene carbon), 6 C1' (lower alkene carbon), 7/8 the lower half's
 #: two carbons bonded to C1'.
 MOTOR_CORE_SMARTS = (
-    "[#6X4:1](~[#1])(~[#1])~[#1]"
-    ".[#6X4;R:2]1~[#6X4;R:3]~[#6X3;R:4]~[#6X3;R:9](~[#6X3;R:10])~[#6X3;R:5]~1"
-    "!@[#6X3:6](~[#6X3;R:7])~[#6X3;R:8]"
+    "[#6X4:1](~[#1])(~[#1])(~[#1])~[#6X4;R:2]1~[#6X4;R:3]~[#6X3;R:4]~[#6X3;R:9]"
+    "(~[#6X3;R:10])~[#6X3;R:5]~1!@[#6X3:6](~[#6X3;R:7])~[#6X3;R:8]"
 )
-_BOND_ME = (1, 2)  # methyl carbon bonded to C2 (added as a component-level check below)
 
 LABELS = ("anti-M", "syn-M", "anti-P", "syn-P")
 
@@ -95,12 +94,7 @@ class MotorAtoms:
 def _pattern():
     from rdkit import Chem
 
-    # one connected pattern: methyl bonded to C2
-    smarts = (
-        "[#6X4:1](~[#1])(~[#1])(~[#1])~[#6X4;R:2]1~[#6X4;R:3]~[#6X3;R:4]~[#6X3;R:9]"
-        "(~[#6X3;R:10])~[#6X3;R:5]~1!@[#6X3:6](~[#6X3;R:7])~[#6X3;R:8]"
-    )
-    patt = Chem.MolFromSmarts(smarts)
+    patt = Chem.MolFromSmarts(MOTOR_CORE_SMARTS)
     if patt is None:  # pragma: no cover - constant pattern
         raise RuntimeError("invalid motor SMARTS")
     return patt

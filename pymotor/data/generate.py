@@ -437,8 +437,7 @@ def _run_job(job: _Job, report: Callable) -> dict:
                    interval=job.interval, seed=job.seed)
     traj = pymotor.read_trajectory(prod)
     keep = traj.step <= job.steps
-    if not np.all(keep):
-        from pymotor.trajectory import Trajectory  # noqa: F401  (same class, sliced)
+    if not np.all(keep):  # an earlier run of this folder went further: keep `steps` steps
         traj = _slice_traj(traj, keep)
     report(job.equil_steps + job.steps, "database")
     md = dict(job.metadata)
