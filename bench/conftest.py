@@ -253,7 +253,7 @@ def _record_paired(benchmark, times: dict, units: dict, **extra) -> None:
             ratios.append({"ratio": label, "numerator": num, "denominator": den, "value": float(np.median(r)),
                            "min": float(r.min()), "max": float(r.max()), "cycles": len(r)})
     benchmark.extra_info.update({"timer": timer, "per_unit": per_unit, "paired_ratios": ratios, **extra})
-    _PAIRED.update(per_unit=per_unit, ratios=ratios)
+    _PAIRED[benchmark.group] = {"per_unit": per_unit, "ratios": ratios}
 
 
 @pytest.fixture(scope="session")
@@ -285,13 +285,13 @@ def pytest_terminal_summary(terminalreporter):
                       f"(IQR {r['iqr_ms']:.3f} ms, {r['rounds']} rounds, {r['timer']} time)")
     for row in _ratios():
         tr.write_line(f"  {row['value']:7.3f}  {row['ratio']}")
-    if _PAIRED:
-        tr.write_line("interleaved (md-1-replica-interleaved): medians per unit, and medians [min, max] "
-                      "over cycles of the per-cycle ratios")
-        for key, r in _PAIRED["per_unit"].items():
+    for group, paired in _PAIRED.items():
+        tr.write_line(f"interleaved ({group}): medians per unit, and medians [min, max] over cycles of the "
+                      "per-cycle ratios")
+        for key, r in paired["per_unit"].items():
             tr.write_line(f"  {key:24s} {r['median_ms']:10.3f} ms per {r['unit']:13s} "
                           f"({r['cycles']} cycles, {r['timer']} time)")
-        for row in _PAIRED["ratios"]:
+        for row in paired["ratios"]:
             tr.write_line(f"  {row['value']:7.3f} [{row['min']:.3f}, {row['max']:.3f}]  {row['ratio']}")
 
 

@@ -16,9 +16,9 @@ Groups (pytest-benchmark ``group``):
   ``SpkCalculator`` and schnetpack.md's ``Simulator``;
 * ``md-1-replica-interleaved``: one round of each of the above in turn, repeated: paired
   ratios that a drifting machine load cannot bias;
-* ``md-32-replicas``: 32 rattled CPNX copies for ``STEPS_32`` steps: pymotor batched (one model
-  call per step; TorchScript and fast backend), 32 separate pymotor runs, and schnetpack.md with
-  ``n_replicas=32``.
+* ``md-32-replicas`` (and ``md-32-replicas-interleaved``): 32 rattled CPNX copies for
+  ``STEPS_32`` steps: pymotor batched (one model call per step; TorchScript and fast backend),
+  32 separate pymotor runs, and schnetpack.md with ``n_replicas=32``.
 
 Every benchmark first checks that its competitor computes the same energy and forces as the
 reference SchNetPack model (float32 tolerance) and afterwards that its trajectory ends where
@@ -399,8 +399,9 @@ def test_schnetpack_md(benchmark, spk_model_files, start_state, reference, pymot
 # 1e. the same, interleaved: paired ratios that survive a drifting machine load
 # ---------------------------------------------------------------------------------------
 
-#: Cycles of the interleaved benchmark (after one warm-up cycle).
+#: Cycles of the interleaved benchmarks (after one warm-up cycle).
 CYCLES = 5
+CYCLES_32 = 3
 
 
 def test_md_interleaved(benchmark, spk_model_files, pymotor_model, pymotor_fast_model, spk_calculator, frame_inputs,
@@ -567,3 +568,60 @@ def test_schnetpack_md_32(benchmark, spk_model_files, replicas32, replicas32_ref
     dpos = _assert_same_end(_spk_md_state(result["sim"])[1], pymotor_end32, "schnetpack.md n_replicas=32")
     record(benchmark, "schnetpack_md_32", STEPS_32 * N_REPLICAS, unit="replica-step",
            max_dpos_vs_pymotor_A=dpos, steps_per_round=STEPS_32, replicas=N_REPLICAS, precision="float32")
+
+
+def test_md_32_interleaved(benchmark, spk_model_files, pymotor_model, pymotor_fast_model, replicas32, pymotor_end32,
+                           record_paired):
+    """The md-32-replicas benchmarks interleaved (rotating order, CYCLES_32 cycles after a
+    warm-up cycle): paired ratios per replica-step."""
+    import pymotor
+    from pymotor.units import FS_IN_ASE_TIME
+
+    kwargs = _nhc_kwargs(len(replicas32[0]))
+    v = np.stack([a.get_velocities() for a in replicas32]) * FS_IN_ASE_TIME
+    ends = {}
+
+    def batched():
+        ends["pymotor_32_batched"] = [t.positions[-1] for t in pymotor.run_md(pymotor_model, replicas32, STEPS_32,
+                                                                             **kwargs)]
+
+    def fast_batched():
+        ends["pymotor_fast_32_batched"] = [t.positions[-1] for t in pymotor.run_md(pymotor_fast_model, replicas32,
+                                                                                  STEPS_32, **kwargs)]
+
+    def separate():
+        ends["pymotor_32_separate"] = [pymotor.run_md(pymotor_model, a, STEPS_32, **kwargs).positions[-1]
+                                       for a in replicas32]
+
+    def spk_setup():
+        sim = _spk_md_simulator(spk_model_files.pickle, replicas32, v, n_replicas=N_REPLICAS)
+        ends["schnetpack_md_32"] = sim
+        return (sim,)
+
+    parts = {
+        "pymotor_32_batched": (None, batched),
+        "pymotor_fast_32_batched": (None, fast_batched),
+        "pymotor_32_separate": (None, separate),
+        "schnetpack_md_32": (spk_setup, lambda sim: sim.simulate(STEPS_32)),
+    }
+    names = list(parts)
+    times = {k: [] for k in names}
+    cycle_no = [0]
+
+    def cycle():
+        k = cycle_no[0]
+        cycle_no[0] += 1
+        for name in names[k % len(names):] + names[:k % len(names)]:
+            setup, fn = parts[name]
+            args = setup() if setup else ()
+            t0 = TIMER()
+            fn(*args)
+            times[name].append((TIMER() - t0) / (STEPS_32 * N_REPLICAS))
+
+    benchmark.group = "md-32-replicas-interleaved"
+    benchmark.pedantic(cycle, rounds=CYCLES_32, iterations=1, warmup_rounds=1)
+    for name in ("pymotor_32_batched", "pymotor_fast_32_batched", "pymotor_32_separate"):
+        _assert_same_end(np.stack(ends[name]), pymotor_end32, f"{name} (interleaved)")
+    _assert_same_end(_spk_md_state(ends["schnetpack_md_32"])[1], pymotor_end32, "schnetpack_md_32 (interleaved)")
+    record_paired(benchmark, {k: t[-CYCLES_32:] for k, t in times.items()},
+                  units={k: "replica-step" for k in names}, steps_per_part=STEPS_32, replicas=N_REPLICAS)
