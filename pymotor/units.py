@@ -16,6 +16,9 @@ FS_IN_ASE_TIME = ase.units.fs
 #: eV in kJ/mol (for H5MD force units that MDAnalysis understands).
 EV_IN_KJ_PER_MOL = ase.units.eV / (ase.units.kJ / ase.units.mol)
 
+#: Speed of light in cm/fs (wavenumbers: nu[cm^-1] = f[1/fs] / c).
+SPEED_OF_LIGHT_CM_PER_FS = 2.99792458e-5
+
 #: Energy units accepted in model metadata and as arguments, in eV.
 ENERGY_UNITS_EV = {
     "eV": 1.0,

@@ -71,7 +71,10 @@ CallbackPotential::Function wrap_callback(py::function fn) {
       std::memcpy(e, en.data(), sizeof(double) * R);
       std::memcpy(f, fo.data(), sizeof(double) * R * N * 3);
     } catch (py::error_already_set& err) {
-      throw std::runtime_error(err.what());
+      // "ExceptionType: message", without pybind11's appended Python traceback
+      std::string type = py::str(err.type().attr("__name__"));
+      std::string value = py::str(err.value());
+      throw std::runtime_error(type + ": " + value);
     }
   };
 }
