@@ -22,6 +22,7 @@ from .data import FrameDataset, TrainingDataError, dumps, energy_conversion
 __all__ = ["MODEL_FORMAT", "export", "script_model", "offset_energy", "read_metadata"]
 
 MODEL_FORMAT = "pymotor.model/1"
+_METRIC_KEYS = ("mae", "mae_se", "mae_se_block", "rmse", "rmse_se", "rmse_se_block")
 
 
 def script_model(model):
@@ -113,8 +114,8 @@ def export(run_dir: Union[str, os.PathLike], out: Union[str, os.PathLike] = "cpn
             except TrainingDataError:
                 continue  # empty split
             ms[split] = {"n_frames": r["n_frames"], "stride": r.get("stride", 1), "units": r["units"],
-                         "energy": {k: r["energy"][k] for k in ("mae", "mae_se", "rmse", "rmse_se")},
-                         "forces": {k: r["forces"][k] for k in ("mae", "mae_se", "rmse", "rmse_se")},
+                         "energy": {k: r["energy"][k] for k in _METRIC_KEYS},
+                         "forces": {k: r["forces"][k] for k in _METRIC_KEYS},
                          "se_method": r["se_method"]}
     sessions = cfg.get("sessions", [])
     metadata = {
@@ -230,23 +231,28 @@ def model_card(md: dict) -> str:
         f"- AdamW lr {hp['lr']}, weight decay {hp['weight_decay']}, ReduceLROnPlateau "
         f"(factor {hp['lr_factor']}, patience {hp['lr_patience']}), early stopping patience "
         f"{hp['early_stopping_patience']}, EMA decay {hp['ema_decay']}, batch {hp['batch_size']}, seed {hp['seed']}",
+        f"- Frames used: every {hp.get('stride', 1)}th frame of each training/validation part",
         f"- Fine-tuned from: {hp.get('init_from') or '—'}",
         f"- Epochs {tr['epochs']}, steps {tr['global_step']}, wall time {_fmt((tr['wall_time_s'] or 0) / 3600, 2)} h "
         f"in {tr['sessions']} session(s) on {', '.join(tr['devices'])}; stop: {tr['stop_reason']}",
         f"- Best validation loss {tr['best_val_loss']}",
         "",
-        "## Errors (kcal/mol, kcal/mol/Å; ± standard error over frames)",
+        "## Errors (kcal/mol, kcal/mol/Å; ± SE over frames [± SE from 10 blocks of consecutive frames])",
         "",
-        "| split | frames | energy MAE | energy RMSE | force MAE | force RMSE |",
+        "| split | frames evaluated | energy MAE | energy RMSE | force MAE | force RMSE |",
         "|---|---|---|---|---|---|",
     ]
+
+    def pm(d, k):
+        b = d.get(f"{k}_se_block")
+        blk = f" [± {_fmt(b)}]" if b is not None and b == b else ""
+        return f"{_fmt(d[k])} ± {_fmt(d[f'{k}_se'])}{blk}"
+
     for split, m in cd["metrics"].items():
         e, f = m["energy"], m["forces"]
-        lines.append(
-            f"| {split} | {m['n_frames']} | {_fmt(e['mae'])} ± {_fmt(e['mae_se'])} | "
-            f"{_fmt(e['rmse'])} ± {_fmt(e['rmse_se'])} | {_fmt(f['mae'])} ± {_fmt(f['mae_se'])} | "
-            f"{_fmt(f['rmse'])} ± {_fmt(f['rmse_se'])} |"
-        )
+        st = m.get("stride", 1)
+        nf = f"{m['n_frames']}" + (f" (every {st}th)" if st and st > 1 else "")
+        lines.append(f"| {split} | {nf} | {pm(e, 'mae')} | {pm(e, 'rmse')} | {pm(f, 'mae')} | {pm(f, 'rmse')} |")
     if cd["metrics"]:
         lines += ["", f"Standard errors: {next(iter(cd['metrics'].values()))['se_method']}."]
     if "export_check" in cd:
