@@ -18,7 +18,6 @@ Everything here is pure numpy/torch + ASE; SchNetPack transforms are applied per
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -27,6 +26,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+
+# one definition of the database hash that split files record and training checks
+from ..data.generate import sha256_file  # noqa: E402
 
 __all__ = [
     "TrainingDataError",
@@ -82,15 +84,6 @@ def energy_conversion(from_unit: str, to_unit: str) -> float:
     return float(convert_units(from_unit, to_unit))
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
 
 
 @dataclass
