@@ -265,7 +265,8 @@ def test_vacf_fft_equals_direct_sum(n_frames, motor):
     np.testing.assert_allclose(c, vacf_direct(v, w), rtol=1e-10, atol=1e-15)
     cn = analysis.vacf(v, masses=w)
     assert cn[0] == pytest.approx(1.0)
-    np.testing.assert_allclose(cn, c / c[0], rtol=1e-12)
+    # FFT round-off is relative to the peak c[0] (= 1 after normalisation), not to each lag
+    np.testing.assert_allclose(cn, c / c[0], rtol=1e-12, atol=1e-13)
 
 
 def harmonic_velocities(n_frames, dt_fs, wavenumbers, masses, seed=0):
