@@ -272,11 +272,17 @@ def run_md(model: Any, atoms: Atoms | Sequence[Atoms], steps: int = 5000, *, tim
         writers.append(w)
     memory: list[dict] = []
 
-    def state_dict(r: int) -> dict:
+    def save_states() -> None:
+        """Write every replica's restart state (the C++ getters copy: read them once)."""
+        if all(w is None for w in writers):
+            return
         eta, p_eta = sim.thermostat_state()
-        return dict(positions=sim.positions[r], velocities=sim.velocities[r], step=sim.step,
-                    time_fs=sim.time_fs, timestep_fs=float(timestep_fs),
-                    eta=None if eta is None else eta[r], p_eta=None if p_eta is None else p_eta[r])
+        pos, vel = sim.positions, sim.velocities
+        for r, w in enumerate(writers):
+            if w is not None:
+                w.write_state(dict(positions=pos[r], velocities=vel[r], step=sim.step, time_fs=sim.time_fs,
+                                   timestep_fs=float(timestep_fs), eta=None if eta is None else eta[r],
+                                   p_eta=None if p_eta is None else p_eta[r]))
 
     def emit(frames: dict) -> None:
         for r, w in enumerate(writers):
@@ -287,9 +293,7 @@ def run_md(model: Any, atoms: Atoms | Sequence[Atoms], steps: int = 5000, *, tim
 
     if not any(append):
         emit(_current_frame(sim))
-    for r, w in enumerate(writers):
-        if w is not None:
-            w.write_state(state_dict(r))
+    save_states()
 
     remaining = max(0, int(steps) - int(sim.step))
     bar = _progress_bar(remaining, progress, model)
@@ -302,9 +306,7 @@ def run_md(model: Any, atoms: Atoms | Sequence[Atoms], steps: int = 5000, *, tim
             if res["failed"]:
                 error = res["error"]
                 break
-            for r, w in enumerate(writers):
-                if w is not None:
-                    w.write_state(state_dict(r))
+            save_states()
             remaining -= n
             if bar is not None:
                 bar.update(n)
