@@ -20,7 +20,7 @@ $(VENV)/.deps-installed: $(VENV)/bin/python pyproject.toml constraints.txt
 	    "matplotlib>=3.7" "rdkit>=2023.9" "tblite>=0.4" "xtb>=22.1" \
 	    "sympy>=1.13" pyyaml "hydra-core>=1.1" "pytorch_lightning>=2" torchmetrics hydra-colorlog rich \
 	    fasteners dirsync torch-ema "matscipy>=1.1" tensorboard tensorboardX protobuf progressbar vesin \
-	    "pytest>=8" "pytest-benchmark>=5" "MDAnalysis>=2.7" "mdtraj>=1.10"
+	    "pytest>=8" "pytest-benchmark>=5" "MDAnalysis>=2.7" "mdtraj>=1.10" "tidynamics>=1.1" "transport-analysis>=0.1.2"
 	$(PIP) install --no-deps --ignore-requires-python "schnetpack==2.2.0"
 	touch $@
 

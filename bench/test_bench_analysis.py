@@ -9,9 +9,8 @@ Gaussian noise, every frame rigidly rotated and translated). Sizes:
 Competitors (each in the same benchmark group as the pymotor kernel it matches):
   * "mdanalysis": the route of the source work: a Universe with a MemoryReader, a Python
     loop over frames (self_distance_array, radius_of_gyration) or the analysis classes
-    (AverageStructure + AlignTraj + RMSF); for the VACF (MDAnalysis has none) the
-    velocities read frame by frame through the Universe, then numpy FFTs per signal
-    (tidynamics' algorithm).
+    (AverageStructure + AlignTraj + RMSF); for the VACF the MDAKit built on MDAnalysis,
+    transport_analysis.VelocityAutocorr(fft=True) (tidynamics.acf per atom).
   * "mdtraj": its C/SSE kernels (float32, nm, unweighted superposition): compute_distances,
     compute_rg, superpose + rmsf, compute_dihedrals.
   * "scipy"/"numpy": pdist per frame, numpy.fft.rfft on all signals at once, a
@@ -187,17 +186,14 @@ def test_vacf_numpy(benchmark, system):
 
 
 def test_vacf_mdanalysis(benchmark, universe):
+    """The MDAnalysis ecosystem's VACF: the MDAKit transport_analysis.VelocityAutocorr
+    (fft=True: tidynamics.acf per atom, summed over x, y, z; averaged over atoms)."""
+    from transport_analysis.velocityautocorr import VelocityAutocorr
+
     u = universe()
 
     def route():
-        v = np.array([u.atoms.velocities for _ in u.trajectory], dtype=np.float64)
-        t = v.shape[0]
-        m = 1 << (2 * t - 1).bit_length()
-        total = np.zeros(t)
-        for s in v.reshape(t, -1).T:  # tidynamics.acf, signal by signal
-            f = np.fft.rfft(s, n=m)
-            total += np.fft.irfft(f.real**2 + f.imag**2, n=m)[:t]
-        return total / np.arange(t, 0, -1)
+        return VelocityAutocorr(u.atoms, fft=True).run().results.timeseries
 
     _run(benchmark, "vacf", route, rounds=1)
 

@@ -269,6 +269,22 @@ def test_vacf_fft_equals_direct_sum(n_frames, motor):
     np.testing.assert_allclose(cn, c / c[0], rtol=1e-12, atol=1e-13)
 
 
+def test_vacf_equals_mdanalysis_transport_analysis():
+    """Same numbers as the MDAnalysis MDAKit VelocityAutocorr (tidynamics), which sums the
+    three components and averages over atoms (= 3 x pymotor's per-component mean)."""
+    mda = pytest.importorskip("MDAnalysis")
+    ta = pytest.importorskip("transport_analysis.velocityautocorr")
+    from MDAnalysis.coordinates.memory import MemoryReader
+
+    rng = np.random.default_rng(5)
+    v = np.cumsum(rng.normal(size=(300, 6, 3)), axis=0) * 0.01
+    u = mda.Universe.empty(6, trajectory=True, velocities=True)
+    u.load_new(np.zeros_like(v, dtype=np.float32), format=MemoryReader, velocities=v)
+    ref = ta.VelocityAutocorr(u.atoms, fft=True).run().results.timeseries
+    # MemoryReader stores float32 velocities: agreement to float32 round-off of the peak
+    np.testing.assert_allclose(3.0 * analysis.vacf(v, normalize=False), ref, rtol=1e-5, atol=1e-6 * ref[0])
+
+
 def harmonic_velocities(n_frames, dt_fs, wavenumbers, masses, seed=0):
     """Exact velocities of independent 3D harmonic oscillators with random phases."""
     rng = np.random.default_rng(seed)

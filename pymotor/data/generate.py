@@ -745,7 +745,11 @@ def _run_parallel(jobs, n_workers, bars):
 
 
 class _Bars:
-    """One tqdm bar per trajectory: steps done, time per step, remaining time."""
+    """One tqdm bar per trajectory: steps done, time per step, remaining time.
+
+    The rate is the average since this process started (smoothing 0, `initial` = the steps
+    found on disk), so a resumed run shows its real time per step and time left.
+    """
 
     def __init__(self, jobs, total, enabled):
         self.bars = {}
@@ -756,7 +760,7 @@ class _Bars:
 
         for i, job in enumerate(jobs):
             self.bars[job.k] = tqdm(total=total, desc=job.name, unit="step", position=i,
-                                    leave=True, dynamic_ncols=True, smoothing=0.05,
+                                    leave=True, dynamic_ncols=True, smoothing=0.0,
                                     bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
                                                "[{elapsed}<{remaining}, {rate_inv_fmt}]{postfix}")
             self.last[job.k] = None
@@ -769,7 +773,7 @@ class _Bars:
             bar.n = done
             bar.initial = done
             bar.last_print_n = done
-            bar.start_t = time.time()
+            bar.start_t = bar.last_print_t = time.time()
             bar.refresh()
         else:
             bar.update(max(0, done - bar.n))
