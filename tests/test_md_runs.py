@@ -186,3 +186,26 @@ def test_progress_bar_runs(cluster, capsys):
     t = run(cluster, steps=100, progress=True)
     assert len(t) == 101
     assert "100/100" in capsys.readouterr().err
+
+
+def test_default_n_dof_follows_the_conserved_momenta():
+    """3N - 6 for Maxwell-Boltzmann velocities without P and L, also with the residual
+    angular momentum of a long GFN2-xTB reference frame (~1e-5 amu A^2/fs); 3N - 3 for a
+    molecule rotating with ~kT/2 per axis; 3N for a drifting one."""
+    from pymotor.md import default_n_dof, maxwell_boltzmann_velocities, remove_angular_momentum
+
+    a = pymotor.data.cpnx()
+    x, m = a.get_positions(), a.get_masses()
+    n = len(m)
+    v = maxwell_boltzmann_velocities(m, 300.0, np.random.default_rng(0), positions=x)[0]
+    assert default_n_dof(x, v, m) == 3 * n - 6
+    c = m @ x / m.sum()
+    omega = np.array([2e-9, -1e-9, 3e-9])  # rad/fs: L ~ 1e-5 amu A^2/fs as in data/T300
+    v_res = v + np.cross(omega, x - c)
+    L = np.einsum("i,ij->j", m, np.cross(x - c, v_res))
+    assert 1e-6 < np.abs(L).max() < 1e-4
+    assert default_n_dof(x, v_res, m) == 3 * n - 6
+    v_rot = v + np.cross(np.array([0.0, 0.0, 2e-3]), x - c)  # E_rot ~ 0.01 eV, ~kT/2
+    assert default_n_dof(x, v_rot, m) == 3 * n - 3
+    assert default_n_dof(x, v + 1e-3, m) == 3 * n
+    np.testing.assert_allclose(remove_angular_momentum(x, v_rot, m), v, atol=1e-12)

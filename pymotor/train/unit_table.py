@@ -1,6 +1,7 @@
 """Validation MAE against the training energy unit, with fixed and with variance weighting.
 
-    python -m pymotor.train.unit_table DB [DB ...] --root runs/units --epochs 30 --seeds 0 1 2
+    python -m pymotor.train.unit_table DB [DB ...] --root runs/units --epochs 30 --seeds 0 1 2 \
+        [--stride 40 --eval-stride 5]
 
 trains one run per (unit, weighting, seed) (resumable: existing runs continue), then prints a
 markdown table of val MAE (energy, forces; kcal/mol, kcal/mol/Å; mean ± SE across seeds).
@@ -21,7 +22,7 @@ def _tag(unit: str) -> str:
 
 
 def run_table(dbs, root, epochs=30, seeds=(0, 1, 2), units=UNITS, weightings=WEIGHTINGS,
-              hyperparameters=None, split="val", progress=False):
+              hyperparameters=None, split="val", progress=False, stride=1, eval_stride=1):
     from . import summarize_seeds, train
 
     rows = []
@@ -31,9 +32,9 @@ def run_table(dbs, root, epochs=30, seeds=(0, 1, 2), units=UNITS, weightings=WEI
             for seed in seeds:
                 out = Path(root) / f"{w}_{_tag(unit)}_s{seed}"
                 train(dbs, out, energy_unit=unit, weighting=w, seed=seed, epochs=epochs,
-                      progress=progress, hyperparameters=hyperparameters)
+                      progress=progress, hyperparameters=hyperparameters, stride=stride)
                 runs.append(out)
-            s = summarize_seeds(runs, split)
+            s = summarize_seeds(runs, split, stride=eval_stride)
             rows.append((w, unit, s))
             print(f"{w:8s} {unit:8s} E {s['energy']['mae']['mean']:.4f} F {s['forces']['mae']['mean']:.4f}",
                   flush=True)
@@ -62,9 +63,12 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--hp", default="{}", help="JSON dict of hyperparameter overrides")
+    ap.add_argument("--stride", type=int, default=1, help="every N-th train/val frame")
+    ap.add_argument("--eval-stride", type=int, default=1, help="every N-th frame for the metrics")
     args = ap.parse_args(argv)
     rows = run_table(args.dbs, args.root, args.epochs, tuple(args.seeds),
-                     hyperparameters=json.loads(args.hp))
+                     hyperparameters=json.loads(args.hp), stride=args.stride,
+                     eval_stride=args.eval_stride)
     print(markdown(rows))
     return 0
 
