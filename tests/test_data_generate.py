@@ -48,6 +48,8 @@ def test_layout_and_summary(ethanol_run):
     assert eq.step[-1] == 50
     assert np.array_equal(prod.positions[0], eq.positions[-1])
     assert np.allclose(prod.velocities[0], eq.velocities[-1], rtol=1e-12, atol=1e-16)
+    # the thermostat acts on the 3N - 6 modes of a molecule that neither drifts nor rotates
+    assert eq.n_dof == prod.n_dof == 3 * 9 - 6
     # independent trajectories
     other = pymotor.read_trajectory(out / "raw/E300_2.h5")
     assert not np.allclose(prod.positions[-1], other.positions[-1])

@@ -360,7 +360,7 @@ def _clean_error(exc) -> str:
 
 
 def _run_segmented(calc, atoms, path: Path, total_steps: int, job: _Job, report: Callable,
-                   done_before: int, stage: str, interval: int, seed: int):
+                   done_before: int, stage: str, interval: int, seed: int, n_dof: float | None = None):
     """run_md in segments of SEGMENT_STEPS (resuming ``path``), reporting progress."""
     import pymotor
 
@@ -381,7 +381,8 @@ def _run_segmented(calc, atoms, path: Path, total_steps: int, job: _Job, report:
                            temperature_K=job.temperature_K, thermostat="nose-hoover",
                            tdamp_fs=job.tdamp_fs, chain_length=job.chain_length, seed=seed,
                            trajectory=str(path), interval=interval,
-                           restart=str(path) if current is not None else None, progress=False)
+                           restart=str(path) if current is not None else None, progress=False,
+                           n_dof=n_dof)
         except (SCFConvergenceError, pymotor.MDError, RuntimeError) as exc:
             state = _state_step(path)
             last = _last_frame_step(path)
@@ -422,19 +423,20 @@ def _run_job(job: _Job, report: Callable) -> dict:
             return st
 
     # 1. equilibration (discarded from the dataset)
-    start = atoms
+    start, n_dof = atoms, None
     if job.equil_steps > 0:
         eq = raw / f"{job.name}.equil.h5"
         if _state_step(prod) is None:
             # frames every gcd(equil_steps, 100) steps: the last frame is the final state
             _run_segmented(calc, atoms, eq, job.equil_steps, job, report, 0, "equilibration",
                            interval=math.gcd(job.equil_steps, 100), seed=job.seed)
-            start = pymotor.read_trajectory(eq).to_ase()[-1]
+            eq_traj = pymotor.read_trajectory(eq)
+            start, n_dof = eq_traj.to_ase()[-1], eq_traj.n_dof
         else:
             report(job.equil_steps, "equilibration")
-    # 2. production
+    # 2. production, with the thermostat's degrees of freedom of the equilibration
     _run_segmented(calc, start, prod, job.steps, job, report, job.equil_steps, "production",
-                   interval=job.interval, seed=job.seed)
+                   interval=job.interval, seed=job.seed, n_dof=n_dof)
     traj = pymotor.read_trajectory(prod)
     keep = traj.step <= job.steps
     if not np.all(keep):  # an earlier run of this folder went further: keep `steps` steps
