@@ -28,9 +28,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+import weakref
 
 import numpy as np
-from ase.calculators.calculator import CalculationFailed, FileIOCalculator, all_changes
+from ase.calculators.calculator import CalculationFailed, FileIOCalculator
 from ase.units import Bohr, Hartree
 
 __all__ = ["XTBFileCalculator", "read_turbomole_gradient"]
@@ -69,10 +70,10 @@ class XTBFileCalculator(FileIOCalculator):
     default_parameters = dict(charge=0, uhf=0, keep_restart=True, executable="xtb", omp_threads=1)
 
     def __init__(self, directory=None, **kwargs):
-        self._tmp = None
+        self._cleanup = None
         if directory is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="xtb_file_route_")
-            directory = self._tmp.name
+            directory = tempfile.mkdtemp(prefix="xtb_file_route_")
+            self._cleanup = weakref.finalize(self, shutil.rmtree, directory, ignore_errors=True)
         super().__init__(directory=directory, command="xtb", **kwargs)  # `command` unused: see execute
         self.n_calls = 0
 
@@ -110,11 +111,7 @@ class XTBFileCalculator(FileIOCalculator):
         self.results["energy"] = self.results["free_energy"] = e_h * Hartree
         self.results["forces"] = -grad * (Hartree / Bohr)
 
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, list(properties), system_changes)
-
     def cleanup(self) -> None:
         """Remove the temporary work directory (if this calculator made it)."""
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        if self._cleanup is not None:
+            self._cleanup()

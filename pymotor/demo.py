@@ -25,16 +25,21 @@ class Scale:
     train_time_s: float | None  # wall-time cap of the training stage
     md_steps: int              # NN and xTB MD steps (1 fs)
 
-    def estimate_s(self, xtb_s: float = 0.05, nn_s: float = 0.01, epoch_s_per_frame: float = 0.02) -> float:
-        gen = (self.reference_steps + self.equilibrate_fs / 0.5) * xtb_s
-        train = self.train_time_s or self.epochs * self.reference_steps * 0.64 * epoch_s_per_frame
-        return gen + train + self.md_steps * (xtb_s + nn_s) + 30.0
+    def estimate_s(self, xtb_s: float = 0.055, nn_s: float = 0.01, epoch_s_per_frame: float = 0.02,
+                   cores: int = 2) -> float:
+        """Expected wall time (s): trajectories run in parallel processes, one per core, and
+        the NN MD runs beside the xTB MD."""
+        waves = -(-self.trajectories // cores)
+        gen = waves * (self.reference_steps + self.equilibrate_fs / 0.5) * xtb_s
+        frames = self.trajectories * self.reference_steps * 0.64
+        train = self.train_time_s or self.epochs * frames * epoch_s_per_frame
+        return gen + train + self.md_steps * max(xtb_s, nn_s) + 45.0
 
 
 SCALES = {
     "tiny": Scale("tiny", 60, 10.0, 1, 2, 120.0, 40),
-    "default": Scale("default", 2000, 500.0, 1, 200, 240.0, 5000),
-    "full": Scale("full", 20000, 2000.0, 2, 1000, None, 5000),
+    "default": Scale("default", 1000, 500.0, 2, 200, 240.0, 5000),
+    "full": Scale("full", 20000, 2000.0, 2, 1000, 3 * 3600.0, 5000),
 }
 
 

@@ -137,7 +137,7 @@ def run_md(model: Any, atoms: Atoms | Sequence[Atoms], steps: int = 5000, *, tim
            suzuki_yoshida_order: int = 3, seed: int | None = 0,
            trajectory: str | os.PathLike | Sequence | None = None, interval: int = 1,
            chunk_steps: int = 100, restart: str | os.PathLike | Sequence | None = None,
-           max_force_eV_per_A: float = 50.0, progress: bool = False,
+           max_force_eV_per_A: float = 50.0, progress: bool | dict = False,
            n_dof: float | None = None, torch_threads: int | None = 1) -> Trajectory | list[Trajectory]:
     """Run molecular dynamics of one molecule, or of several replicas in one model call per step.
 
@@ -178,6 +178,9 @@ def run_md(model: Any, atoms: Atoms | Sequence[Atoms], steps: int = 5000, *, tim
         velocities (:func:`default_n_dof`): 3N - 6 for a molecule that neither drifts nor
         rotates (the usual case, also for Maxwell-Boltzmann start velocities), 3N - 3 for a
         rotating one.
+    progress
+        Show a progress bar (time per step, time left); a dict gives tqdm options
+        (e.g. ``{"desc": "xTB MD", "position": 1}``).
     torch_threads
         libtorch intra-op threads (1 is fastest for a single small molecule); None leaves it.
 
@@ -374,11 +377,15 @@ def _describe(model) -> dict:
     return {"kind": type(model).__name__}
 
 
-def _progress_bar(total: int, enabled: bool, model):
+def _progress_bar(total: int, enabled, model):
+    """A tqdm bar; ``enabled`` is a bool or a dict of tqdm options (e.g. desc, position)."""
     if not enabled or total == 0:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="step", desc=f"MD ({_describe(model)['kind']})", smoothing=0.1,
+    opts = dict(desc=f"MD ({_describe(model)['kind']})", smoothing=0.1, dynamic_ncols=True,
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps "
                            "[{elapsed}<{remaining}, {rate_fmt}]")
+    if isinstance(enabled, dict):
+        opts.update(enabled)
+    return tqdm(total=total, unit="step", **opts)

@@ -56,11 +56,14 @@ class PairResult:
 def run_pair(model, atoms: Atoms, out_dir: str | os.PathLike, steps: int = 5000, timestep_fs: float = 1.0,
              temperature_K: float = 300.0, thermostat: str | None = "nose-hoover", tdamp_fs: float = 100.0,
              xtb_backend: str | None = "tblite", interval: int = 1, progress: bool = True,
-             resume: bool = True, backend: str = "torchscript") -> PairResult:
+             resume: bool = True, backend: str = "torchscript", parallel: bool = True) -> PairResult:
     """NN and GFN2-xTB MD from the same start with the same integrator; writes
     ``out_dir/nn.h5``, ``out_dir/xtb.h5`` and ``out_dir/timings.json`` (s per step).
     ``xtb_backend=None`` runs only the NN. Existing files are resumed when ``resume``.
-    ``backend`` is the evaluator of a model given as a path (see :func:`pymotor.load_model`)."""
+    ``backend`` is the evaluator of a model given as a path (see :func:`pymotor.load_model`).
+    ``parallel``: the NN run goes in a second thread while xTB runs (the C++ MD loop releases
+    the GIL, so on two cores the pair costs about the xTB run alone); each run's time per
+    step is measured in its own thread."""
     from . import run_md
     from .potentials import Model, load_model
 
@@ -68,23 +71,42 @@ def run_pair(model, atoms: Atoms, out_dir: str | os.PathLike, steps: int = 5000,
     out.mkdir(parents=True, exist_ok=True)
     if not isinstance(model, Model):
         model = load_model(model, backend=backend)
-    kw = dict(steps=steps, timestep_fs=timestep_fs, temperature_K=temperature_K, thermostat=thermostat,
-              tdamp_fs=tdamp_fs, interval=interval, progress=progress)
-    timings = {}
     runs = [("nn", model)]
     if xtb_backend:
         from .data import make_calculator
 
         runs.append(("xtb", make_calculator(backend=xtb_backend, atoms=atoms)))
-    for name, pot in runs:
+    timings, errors = {}, {}
+
+    def one(position, name, pot):
         path = out / f"{name}.h5"
         restart = path if (resume and path.is_file() and _has_state(path)) else None
         done_before = _steps_in(path) if restart else 0
+        bar = {"desc": f"{name.upper()} MD", "position": position} if progress else False
         t0 = time.perf_counter()
-        run_md(pot, atoms, trajectory=path, restart=restart, **kw)
-        n = max(steps - done_before, 1)
-        timings[name] = (time.perf_counter() - t0) / n
-    (out / "timings.json").write_text(json.dumps({"seconds_per_step": timings,
+        try:
+            run_md(pot, atoms, steps=steps, timestep_fs=timestep_fs, temperature_K=temperature_K,
+                   thermostat=thermostat, tdamp_fs=tdamp_fs, interval=interval, progress=bar,
+                   trajectory=path, restart=restart)
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the calling thread)
+            errors[name] = exc
+            return
+        timings[name] = (time.perf_counter() - t0) / max(steps - done_before, 1)
+
+    if parallel and len(runs) == 2:
+        import threading
+
+        worker = threading.Thread(target=one, args=(0, *runs[0]), name="pymotor-nn-md", daemon=True)
+        worker.start()
+        one(1, *runs[1])
+        worker.join()
+    else:
+        for i, (name, pot) in enumerate(runs):
+            one(i, name, pot)
+    for name, _ in runs:
+        if name in errors:
+            raise errors[name]
+    (out / "timings.json").write_text(json.dumps({"seconds_per_step": timings, "parallel": bool(parallel),
                                                   "steps": steps, "timestep_fs": timestep_fs}, indent=2))
     return PairResult(nn=out / "nn.h5", xtb=out / "xtb.h5" if xtb_backend else None, seconds_per_step=timings)
 

@@ -43,3 +43,19 @@ def test_nn_and_xtb_start_from_the_same_state(tmp_path, tiny_model_path, ethanol
     # resuming a finished pair runs nothing more
     again = run_pair(tiny_model_path, ethanol, tmp_path, steps=10, timestep_fs=0.5, progress=False)
     assert len(pymotor.read_trajectory(again.nn)) == 11
+
+
+@pytest.mark.xtb
+def test_parallel_pair_equals_sequential_pair(tmp_path, tiny_model_path, ethanol):
+    """The NN run in a second thread gives bit-identical trajectories to running the two
+    one after the other; an error in either run reaches the caller."""
+    pytest.importorskip("tblite")
+    kw = dict(steps=20, timestep_fs=0.5, progress=False)
+    par = run_pair(tiny_model_path, ethanol, tmp_path / "par", parallel=True, **kw)
+    seq = run_pair(tiny_model_path, ethanol, tmp_path / "seq", parallel=False, **kw)
+    for a, b in ((par.nn, seq.nn), (par.xtb, seq.xtb)):
+        ta, tb = pymotor.read_trajectory(a), pymotor.read_trajectory(b)
+        np.testing.assert_array_equal(ta.positions, tb.positions)
+        np.testing.assert_array_equal(ta.velocities, tb.velocities)
+    with pytest.raises(ValueError, match="timestep_fs"):
+        run_pair(tiny_model_path, ethanol, tmp_path / "bad", steps=5, timestep_fs=float("nan"), progress=False)
