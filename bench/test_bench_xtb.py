@@ -36,7 +36,8 @@ every route; ``PYMOTOR_BENCH_TIMER=wall`` times wall-clock time. Each round also
 other clock, so both medians are printed and saved (``extra_info``, and the JSON key
 ``"pymotor_xtb_md"``).
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python -m pytest bench/test_bench_xtb.py --benchmark-only -q -s``.
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python -m pytest bench/test_bench_xtb.py --benchmark-only -q -s``
+(``PYMOTOR_BENCH_XTB_STEPS=100`` for longer rounds; default 20).
 """
 from __future__ import annotations
 
@@ -79,8 +80,9 @@ TEMPERATURE_K = 300.0
 TIMESTEP_FS = 0.5
 TDAMP_FS = 100.0
 CHAIN_LENGTH = 3
-#: MD steps per round; timed rounds (after one warm-up round); interleaved cycles (after one).
-STEPS = 20
+#: MD steps per round (env PYMOTOR_BENCH_XTB_STEPS); timed rounds (after one warm-up round);
+#: interleaved cycles (after one warm-up cycle).
+STEPS = int(os.environ.get("PYMOTOR_BENCH_XTB_STEPS", "20"))
 ROUNDS = 3
 CYCLES = 3
 #: xtb binary vs tblite for the same geometry (measured: 1.5e-6 eV, 2.0e-4 eV/A at the CPNX
