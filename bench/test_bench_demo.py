@@ -37,14 +37,18 @@ Groups and competitors (the stage's input in brackets):
   steps, vs ASE NHC + ``tblite.ase.TBLite``; the calculators are built inside the round.
 * ``demo-6-report`` (two REPORT_STEPS-step H5MD trajectories of CPNX in a harmonic well):
   ``pymotor.compare(reference, candidate)`` alone and with ``.write(dir)`` (7 PNG figures,
-  HTML, JSON) vs the MDAnalysis route to the same numbers, without figures: ``Universe(xyz,
-  h5, format="H5MD")``, one loop over frames with ``self_distance_array`` (histogrammed on the
-  same 0.01 A bins) and ``radius_of_gyration``, ``AverageStructure`` + ``AlignTraj`` + ``RMSF``
-  (mass weights), ``Dihedral`` for the two motor dihedrals, ``transport_analysis``
-  ``VelocityAutocorr`` (tidynamics FFT) of which the mass-weighted VACF is Hann-tapered and
-  Fourier transformed with numpy (pymotor tapers the velocities instead: the spectra differ in
-  windowing, not in cost), energies read with h5py, numpy sliding-window ``corrcoef`` for the
-  four rolling-Pearson windows, scipy Jensen-Shannon/Wasserstein distances, a JSON summary.
+  HTML, JSON) vs the MDAnalysis route to the same numbers, without figures: positions,
+  velocities and energies read with h5py into a ``Universe`` (xyz topology) with a float32
+  ``MemoryReader`` (MDAnalysis' own ``H5MDReader`` reads pymotor's files too, but at ~6 ms per
+  frame and pass, ~65 s per run for the five passes; not used), one loop over frames with
+  ``self_distance_array`` (histogrammed on the same 0.01 A bins) and ``radius_of_gyration``,
+  ``AverageStructure`` + ``AlignTraj`` + ``RMSF`` (mass weights), ``Dihedral`` for the two
+  motor dihedrals, ``transport_analysis`` ``VelocityAutocorr`` (tidynamics FFT) of which the
+  mass-weighted VACF is Hann-tapered and Fourier transformed with numpy (pymotor tapers the
+  velocities instead: the spectra differ in windowing, not in cost), numpy sliding-window
+  ``corrcoef`` for the four rolling-Pearson windows, scipy Jensen-Shannon/Wasserstein
+  distances, a JSON summary. The numbers are checked against pymotor's report (RMSF, Rg,
+  distance JS distance, energy correlation).
 
 After pytest-benchmark's tables, the medians (per MD step, epoch, export or report) and the
 ratios competitor / pymotor (> 1: pymotor faster) are printed and stored in every benchmark's
@@ -642,13 +646,17 @@ def _mdanalysis_run(path, topology, quads):
     import MDAnalysis as mda
     from MDAnalysis.analysis import align, rms
     from MDAnalysis.analysis.dihedrals import Dihedral
+    from MDAnalysis.coordinates.memory import MemoryReader
     from MDAnalysis.lib.distances import self_distance_array
     from transport_analysis.velocityautocorr import VelocityAutocorr
 
-    u = mda.Universe(str(topology), str(path), format="H5MD")
-    ag = u.atoms
-    with h5py.File(path, "r") as f:
+    with h5py.File(path, "r") as f:  # MDAnalysis' own H5MD reader costs ~6 ms per frame and pass
         energies = {k: f[f"observables/{k}/value"][:] for k in ("potential_energy", "kinetic_energy")}
+        pos, vel = (f[f"particles/trajectory/{k}/value"][:] for k in ("position", "velocity"))
+        t_fs = f["particles/trajectory/position/time"][:2]
+    u = mda.Universe(str(topology))
+    u.load_new(pos, format=MemoryReader, velocities=vel, dt=float(t_fs[1] - t_fs[0]))
+    ag = u.atoms
     n, n_pairs = len(u.trajectory), len(ag) * (len(ag) - 1) // 2
     dist, rg = np.empty((n, n_pairs)), np.empty(n)
     for k, _ in enumerate(u.trajectory):
@@ -656,10 +664,10 @@ def _mdanalysis_run(path, topology, quads):
         rg[k] = ag.radius_of_gyration()
     hist = np.histogram(dist, bins=DISTANCE_BINS_A)[0]
     angles = Dihedral([ag[q] for q in quads]).run().results.angles
-    vacf = VelocityAutocorr(ag, fft=True).run().results.vacf_by_particle  # (frames, atoms), (A/ps)^2
+    vacf = VelocityAutocorr(ag, fft=True).run().results.vacf_by_particle  # (frames, atoms), (A/fs)^2
     c = vacf @ ag.masses / ag.masses.sum()
     m = 1 << (2 * n - 1).bit_length()
-    dt_fs = float(u.trajectory.dt)
+    dt_fs = float(t_fs[1] - t_fs[0])
     power = np.abs(np.fft.rfft(c * np.hanning(2 * n)[n:], n=m))
     nu_cm = np.fft.rfftfreq(m, d=dt_fs * 1e-15) / 2.99792458e10
     avg = align.AverageStructure(u, u, select="all", weights="mass", ref_frame=0).run()
@@ -679,8 +687,10 @@ def _mdanalysis_report(paths, topology, quads, folder: Path) -> dict:
     s = {"energies": {}, "rolling_pearson": {}}
     for name in ("potential_energy", "kinetic_energy"):
         x, y = a["energies"][name], b["energies"][name]
-        s["energies"][name] = {"rmse_eV": float(np.sqrt(np.mean((y - x) ** 2))), "pearson_r": float(pearsonr(x, y)[0]),
-                               **{lab: {"mean": float(v.mean()), "std": float(v.std())} for lab, v in (("xTB", x), ("NN", y))}}
+        s["energies"][name] = {"rmse_eV": float(np.sqrt(np.mean((y - x) ** 2))),
+                               "pearson_r": float(pearsonr(x, y)[0]),
+                               "xTB": {"mean": float(x.mean()), "std": float(x.std())},
+                               "NN": {"mean": float(y.mean()), "std": float(y.std())}}
         for w in WINDOWS_STEPS:
             xw, yw = (sliding_window_view(v, w) for v in (x, y))
             xc, yc = xw - xw.mean(1, keepdims=True), yw - yw.mean(1, keepdims=True)
@@ -703,10 +713,12 @@ def _mdanalysis_report(paths, topology, quads, folder: Path) -> dict:
                                                         np.interp(grid, b["nu"], b["power"]))[0]),
                            "xTB_peak_cm-1": float(a["nu"][np.argmax(a["power"])]),
                            "NN_peak_cm-1": float(b["nu"][np.argmax(b["power"])])}
-    s["conformers"] = {lab: {"populations": {k: float(np.mean(v)) for k, v in (
-        ("syn-M", (r["angles"][:, 0] < 0) & (r["angles"][:, 1] < 0)), ("anti-M", (r["angles"][:, 0] < 0) & (r["angles"][:, 1] >= 0)),
-        ("syn-P", (r["angles"][:, 0] >= 0) & (r["angles"][:, 1] < 0)), ("anti-P", (r["angles"][:, 0] >= 0) & (r["angles"][:, 1] >= 0)))}}
-        for lab, r in (("xTB", a), ("NN", b))}
+    s["conformers"] = {}
+    for lab, r in (("xTB", a), ("NN", b)):  # M: beta < 0, P: beta > 0; syn: delta < 0, anti: delta > 0
+        helix = np.where(r["angles"][:, 0] < 0, "M", "P")
+        side = np.where(r["angles"][:, 1] < 0, "syn", "anti")
+        labels = np.char.add(np.char.add(side, "-"), helix)
+        s["conformers"][lab] = {k: float(np.mean(labels == k)) for k in ("syn-M", "anti-M", "syn-P", "anti-P")}
     (folder / "summary.json").write_text(json.dumps(s, indent=2))
     return s
 
