@@ -17,11 +17,12 @@ Groups and competitors (the stage's input in brackets):
   ASE ``.traj`` and a SchNetPack ``ASEAtomsData`` database (energy, forces, velocities) of the
   same frames plus a time split (no atom energies, no conformer labels, no merged copy).
 * ``demo-2-training`` (a DB_STEPS-step tblite database from ``generate_reference``):
-  ``pymotor.train.train(epochs=1, batch_size=16)`` vs the same training written directly with
+  ``pymotor.train.train(epochs=E, batch_size=16)`` for E = 1 and 3 (the difference / 2 is the
+  cost of one more epoch, without the set-up) vs the same training written directly with
   SchNetPack 2.2: ``AtomsDataModule`` (same split file, ``load_properties`` energy+forces,
   ``RemoveOffsets`` with the database atomrefs + mean, ``VesinNeighborList(5)``, ``CastTo32``)
   + ``AtomisticTask`` (same SchNet 128/3/20 RBF/5 A, MSE 0.01/0.99, AdamW 1e-3,
-  ReduceLROnPlateau) + ``pytorch_lightning.Trainer`` (1 epoch, SchNetPack ``ModelCheckpoint``,
+  ReduceLROnPlateau) + ``pytorch_lightning.Trainer`` (E epochs, SchNetPack ``ModelCheckpoint``,
   EarlyStopping, EMA 0.995, CSV logger, no sanity check).
 * ``demo-3-export`` (the run directory of the training fixture): ``pymotor.train.export``
   (default: val/test metrics for the model card, scripted-vs-Python check, card) and the bare
@@ -99,7 +100,8 @@ DB_STEPS = 80           # steps of the training database (81 frames: 52 train, 1
 NN_STEPS = 100
 XTB_STEPS = 20
 REPORT_STEPS = 2000     # frames - 1 of each report trajectory
-ROUNDS = 3
+ROUNDS = 5
+EPOCHS = (1, 3)
 #: end positions of the NN/xTB MD competitors must agree with pymotor's to this (Angstrom)
 POS_TOL_A = 1e-3
 
@@ -118,7 +120,9 @@ def quiet():
 #: group -> [(competitor key, pymotor key)]: ratios printed and stored
 RATIOS = {
     "demo-1-reference": [("ase_nhc_tblite_db", "pymotor_generate_reference")],
-    "demo-2-training": [("schnetpack_lightning", "pymotor_train")],
+    "demo-2-training": [("schnetpack_1_epoch", "pymotor_train_1_epoch"),
+                        ("schnetpack_3_epochs", "pymotor_train_3_epochs"),
+                        ("schnetpack_per_extra_epoch", "pymotor_train_per_extra_epoch")],
     "demo-3-export": [("spkdeploy", "pymotor_export"), ("spkdeploy", "pymotor_export_bare")],
     "demo-4-nn-md": [("ase_spkcalculator", "pymotor_run_md")],
     "demo-5-xtb-md": [("ase_tblite", "pymotor_run_md_tblite")],
@@ -143,9 +147,24 @@ def _record(benchmark, key: str, units: int, unit: str, **extra) -> None:
     _RESULTS.setdefault(group, {})[key] = {"unit": unit, "median_s": med, "round_median_s": float(stats.median),
                                            "rounds": int(stats.rounds), "timer": TIMER_NAME}
     _EXTRA.setdefault(group, []).append(benchmark.extra_info)
+    _derive()
     ratios = _group_ratios(group)
     for info in _EXTRA[group]:
         info["ratios_competitor_over_pymotor"] = ratios
+
+
+#: derived entries: (group, key, long run, short run, extra units): (long - short) / extra
+DERIVED = [("demo-2-training", f"{w}_per_extra_epoch", f"{w}_3_epochs", f"{w}_1_epoch", EPOCHS[1] - EPOCHS[0])
+           for w in ("pymotor_train", "schnetpack")]
+
+
+def _derive() -> None:
+    for group, key, long, short, n in DERIVED:
+        r = _RESULTS.get(group, {})
+        if long in r and short in r:
+            r[key] = {"unit": "epoch", "median_s": (r[long]["round_median_s"] - r[short]["round_median_s"]) / n,
+                      "round_median_s": None, "rounds": min(r[long]["rounds"], r[short]["rounds"]),
+                      "timer": TIMER_NAME, "derived": f"({long} - {short}) / {n}"}
 
 
 def _group_ratios(group: str) -> dict:
@@ -170,8 +189,8 @@ class _Summary:
                 continue
             tr.write_line(group)
             for key, r in _RESULTS[group].items():
-                tr.write_line(f"  {key:28s} {r['median_s'] * 1e3:11.2f} ms per {r['unit']:7s} "
-                              f"(round {r['round_median_s']:.3f} s, {r['rounds']} rounds)")
+                how = r.get("derived") or f"round {r['round_median_s']:.3f} s, {r['rounds']} rounds"
+                tr.write_line(f"  {key:30s} {r['median_s'] * 1e3:11.2f} ms per {r['unit']:7s} ({how})")
             for label, v in _group_ratios(group).items():
                 tr.write_line(f"  {v:8.2f}x  {label}")
 
@@ -351,10 +370,11 @@ def test_reference_ase(benchmark, start_state, work):
 # ---------------------------------------------------------------------------------------
 # 2. training (1 epoch)
 # ---------------------------------------------------------------------------------------
-def test_training_pymotor(benchmark, reference_db, work):
+@pytest.mark.parametrize("epochs", EPOCHS)
+def test_training_pymotor(benchmark, reference_db, work, epochs):
     from pymotor.train import train
 
-    dirs = _Dirs(work / "train_pymotor")
+    dirs = _Dirs(work / f"train_pymotor_{epochs}")
     db = reference_db["databases"][0]
     out = {}
 
@@ -362,16 +382,17 @@ def test_training_pymotor(benchmark, reference_db, work):
         return (dirs() / "run",), {}
 
     def run(folder):
-        out["res"] = train(db, folder, epochs=1, batch_size=BATCH_SIZE, seed=0, loss_weights=LOSS_WEIGHTS,
+        out["res"] = train(db, folder, epochs=epochs, batch_size=BATCH_SIZE, seed=0, loss_weights=LOSS_WEIGHTS,
                            progress=False, device="cpu", num_threads=1)
 
     _bench(benchmark, "demo-2-training", run, setup)
-    assert out["res"]["epoch"] == 1 and out["res"]["best_val_loss"] is not None
-    _record(benchmark, "pymotor_train", 1, "epoch", global_step=out["res"]["global_step"])
+    assert out["res"]["epoch"] == epochs and out["res"]["best_val_loss"] is not None
+    _record(benchmark, f"pymotor_train_{epochs}_epoch" + "s" * (epochs > 1), 1, "call", epochs=epochs,
+            global_step=out["res"]["global_step"])
 
 
-def _schnetpack_training(db: str, split_file: str, folder: Path):
-    """One epoch of the same training written directly with SchNetPack 2.2 + Lightning."""
+def _schnetpack_training(db: str, split_file: str, folder: Path, epochs: int):
+    """The same training written directly with SchNetPack 2.2 + Lightning."""
     import pytorch_lightning as pl
     import schnetpack as spk
     import schnetpack.transform as trn
@@ -412,7 +433,7 @@ def _schnetpack_training(db: str, split_file: str, folder: Path):
                                            monitor="val_loss", mode="min", save_top_k=1, save_last=True),
                  EarlyStopping(monitor="val_loss", patience=75, mode="min"),
                  spk.train.ExponentialMovingAverage(decay=0.995)]
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, callbacks=callbacks,
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, callbacks=callbacks,
                          logger=CSVLogger(save_dir=str(folder), name="logs"), default_root_dir=str(folder),
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                          inference_mode=False)
@@ -422,8 +443,9 @@ def _schnetpack_training(db: str, split_file: str, folder: Path):
     return trainer
 
 
-def test_training_schnetpack(benchmark, reference_db, work):
-    dirs = _Dirs(work / "train_spk")
+@pytest.mark.parametrize("epochs", EPOCHS)
+def test_training_schnetpack(benchmark, reference_db, work, epochs):
+    dirs = _Dirs(work / f"train_spk_{epochs}")
     out = {}
     db, split = reference_db["databases"][0], reference_db["splits"][0]
 
@@ -431,13 +453,14 @@ def test_training_schnetpack(benchmark, reference_db, work):
         return (dirs(),), {}
 
     def run(folder):
-        out["trainer"] = _schnetpack_training(db, split, folder)
+        out["trainer"] = _schnetpack_training(db, split, folder, epochs)
         out["folder"] = folder
 
     with quiet():
         _bench(benchmark, "demo-2-training", run, setup)
-    assert out["trainer"].current_epoch == 1 and (out["folder"] / "best_model.pt").is_file()
-    _record(benchmark, "schnetpack_lightning", 1, "epoch", global_step=int(out["trainer"].global_step))
+    assert out["trainer"].current_epoch == epochs and (out["folder"] / "best_model.pt").is_file()
+    _record(benchmark, f"schnetpack_{epochs}_epoch" + "s" * (epochs > 1), 1, "call", epochs=epochs,
+            global_step=int(out["trainer"].global_step))
 
 
 # ---------------------------------------------------------------------------------------
@@ -744,7 +767,10 @@ def test_report_mdanalysis(benchmark, report_inputs, work):
         d_js = abs(s["distances"]["jensen_shannon_distance"] - ref["distances"]["jensen_shannon_distance"])
         d_pe = abs(s["energies"]["potential_energy"]["pearson_r"]
                    - ref["energies"]["potential_energy"]["difference"]["pearson_r"])
+        d_conf = max(abs(s["conformers"][k][c] - ref["conformers"][k]["populations"][c])
+                     for k in ("xTB", "NN") for c in s["conformers"][k])
         extra = {"max_abs_d_rmsf_A": d_rmsf, "abs_d_rg_mean_A": d_rg, "abs_d_js_distances": d_js,
-                 "abs_d_pe_pearson": d_pe}
-        assert d_rmsf < 1e-3 and d_rg < 1e-4 and d_js < 1e-3 and d_pe < 1e-9, extra
+                 "abs_d_pe_pearson": d_pe, "max_abs_d_conformer_population": d_conf,
+                 "spectrum_peak_cm-1": [s["power_spectrum"]["NN_peak_cm-1"], ref["power_spectrum"]["NN"]["peak_cm-1"]]}
+        assert d_rmsf < 1e-3 and d_rg < 1e-4 and d_js < 1e-3 and d_pe < 1e-9 and d_conf < 1e-3, extra
     _record(benchmark, "mdanalysis_route", 1, "report", frames=REPORT_STEPS + 1, **extra)

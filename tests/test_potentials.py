@@ -51,6 +51,23 @@ def test_torchscript_equals_python_model(tiny_model_path, ethanol):
     np.testing.assert_allclose(f, f_ref, atol=2e-5)
 
 
+@pytest.mark.parametrize("jit_optimize", [True, False])
+def test_executor_settings_give_the_same_model(tiny_model_path, ethanol, jit_optimize):
+    """Frozen + optimising executor and the plain interpreter (the CPU default) compute the
+    same energies and forces, also on the repeated calls where the profiling executor
+    switches to its optimised graph."""
+    from pymotor.potentials import Model
+
+    model = Model(tiny_model_path, jit_optimize=jit_optimize)
+    assert model._module.jit_optimize is jit_optimize
+    e_ref, f_ref = reference_energy_forces(TinySchNet(seed=0), ethanol.positions, ethanol.numbers, 5.0)
+    for _ in range(4):
+        e, f = model.compute(ethanol)
+        assert abs(e - e_ref) < 1e-5
+        np.testing.assert_allclose(f, f_ref, atol=2e-5)
+    assert Model(tiny_model_path)._module.jit_optimize is False  # CPU default
+
+
 def test_torchscript_forces_are_minus_gradient(tiny_model_path, ethanol):
     model = pymotor.load_model(tiny_model_path)
     pot = model.potential(ethanol.numbers)

@@ -211,14 +211,15 @@ void bind_md(py::module_& m) {
            py::arg("function"), py::arg("name") = "callback");
 
   py::class_<TorchModel, std::shared_ptr<TorchModel>>(m, "TorchModel")
-      .def(py::init<const std::string&, const std::string&>(), py::arg("path"), py::arg("device") = "cpu",
-           py::call_guard<py::gil_scoped_release>())
+      .def(py::init<const std::string&, const std::string&, bool>(), py::arg("path"), py::arg("device") = "cpu",
+           py::arg("jit_optimize") = false, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("extra_files", [](const TorchModel& t) {
         py::dict d;
         for (auto& kv : t.extra_files()) d[py::str(kv.first)] = py::bytes(kv.second);
         return d;
       })
       .def_property_readonly("frozen", &TorchModel::frozen)
+      .def_property_readonly("jit_optimize", &TorchModel::jit_optimize)
       .def_property_readonly("device", [](const TorchModel& t) { return t.device().str(); });
 
   py::class_<TorchPotential, Potential, std::shared_ptr<TorchPotential>>(m, "TorchPotential")

@@ -1,11 +1,14 @@
 #include "pymotor/torch_potential.hpp"
 
+#include <torch/csrc/jit/runtime/graph_executor.h>
+
 #include <cmath>
 #include <stdexcept>
 
 namespace pymotor {
 
-TorchModel::TorchModel(const std::string& path, const std::string& device) : device_(device) {
+TorchModel::TorchModel(const std::string& path, const std::string& device, bool jit_optimize)
+    : device_(device), jit_optimize_(jit_optimize) {
   torch::jit::ExtraFilesMap extra{{"cutoff", ""}, {"metadata", ""}};
   try {
     module_ = torch::jit::load(path, device_, extra);
@@ -14,6 +17,7 @@ TorchModel::TorchModel(const std::string& path, const std::string& device) : dev
   }
   for (auto& kv : extra) extra_[kv.first] = kv.second;
   module_.eval();
+  if (!jit_optimize_) return;  // a frozen module needs the optimising executor
   // Freezing inlines the weights (as openmm-torch does); keep the plain module if a model
   // cannot be frozen.
   try {
@@ -22,6 +26,11 @@ TorchModel::TorchModel(const std::string& path, const std::string& device) : dev
   } catch (const std::exception&) {
     frozen_ = false;
   }
+}
+
+c10::IValue TorchModel::forward(std::vector<c10::IValue> inputs) {
+  torch::jit::GraphOptimizerEnabledGuard guard(jit_optimize_);
+  return module_.forward(std::move(inputs));
 }
 
 TorchPotential::TorchPotential(std::shared_ptr<TorchModel> model, std::vector<int64_t> z, double cutoff_A,
@@ -79,7 +88,7 @@ void TorchPotential::compute(const double* x, int R, int N, double* e, double* f
 
   c10::IValue out_iv;
   try {
-    out_iv = model_->module().forward({in});
+    out_iv = model_->forward({in});
   } catch (const c10::Error& err) {
     throw std::runtime_error(std::string("TorchScript model failed: ") + err.what_without_backtrace());
   }

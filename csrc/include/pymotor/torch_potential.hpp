@@ -15,10 +15,19 @@
 
 namespace pymotor {
 
-// Loads a TorchScript file with its `_extra_files` (`cutoff`, `metadata`): eval + freeze.
+// Loads a TorchScript file with its `_extra_files` (`cutoff`, `metadata`) in eval mode.
+//
+// jit_optimize = false (the default on CPU): the module is not frozen and forward() runs with
+// the graph executor's optimisation off (plain interpreter, no profiling/specialisation). For
+// SchNetPack SchNet on CPU this measured 12-20 % faster than freeze + the profiling executor,
+// for one molecule and for 32 batched replicas alike. jit_optimize = true (the default on
+// CUDA, where fusion pays): freeze (as openmm-torch does) and the optimising executor.
 class TorchModel {
  public:
-  TorchModel(const std::string& path, const std::string& device);
+  TorchModel(const std::string& path, const std::string& device, bool jit_optimize = false);
+  // forward() with the executor setting chosen at load (thread-local guard).
+  c10::IValue forward(std::vector<c10::IValue> inputs);
+  bool jit_optimize() const { return jit_optimize_; }
   const std::map<std::string, std::string>& extra_files() const { return extra_; }
   torch::jit::Module& module() { return module_; }
   const torch::Device& device() const { return device_; }
@@ -29,6 +38,7 @@ class TorchModel {
   torch::Device device_;
   std::map<std::string, std::string> extra_;
   bool frozen_ = false;
+  bool jit_optimize_ = false;
 };
 
 class TorchPotential : public Potential {
