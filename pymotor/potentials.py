@@ -33,6 +33,20 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def energy_offset(atomrefs: dict, mean_per_atom: float, atomic_numbers: Sequence[int]) -> float:
+    """Energy offset of one molecule in the model's energy unit, in float64:
+    sum_i atomrefs[Z_i] + n_atoms * mean_per_atom (the convention of pymotor's export
+    metadata). ``atomrefs`` maps Z (int or str) to energies; empty: no per-element part.
+    An element without an atomref, when there are atomrefs, is an error."""
+    refs = {int(k): float(v) for k, v in (atomrefs or {}).items()}
+    z = [int(v) for v in np.asarray(atomic_numbers).ravel()]
+    missing = sorted(set(z) - set(refs)) if refs else []
+    if missing:
+        raise ValueError(f"`atomic_numbers`: no atomref (energy offset) for element(s) Z = {missing}; "
+                         f"the model has atomrefs for Z = {sorted(refs)}")
+    return float(sum(refs[v] for v in z) if refs else 0.0) + len(z) * float(mean_per_atom)
+
+
 class Model:
     """A deployed TorchScript potential with its metadata.
 
@@ -124,10 +138,7 @@ class Model:
 
     def energy_offset_eV(self, atomic_numbers: Sequence[int]) -> float:
         """The energy offset kept out of the float32 model, in eV (added in float64)."""
-        e = 0.0
-        for z in atomic_numbers:
-            e += self._atomrefs.get(int(z), 0.0) + self._mean_per_atom
-        return e * self.energy_unit_eV
+        return energy_offset(self._atomrefs, self._mean_per_atom, atomic_numbers) * self.energy_unit_eV
 
     def potential(self, atomic_numbers: Sequence[int], skin_A: float = DEFAULT_SKIN_A):
         """A C++ potential of this model for molecules with these atomic numbers."""

@@ -190,3 +190,15 @@ def test_torchscript_equals_python_schnetpack_model(tmp_path):
     e, f = m.compute(atoms)
     assert abs(e - ref["energy"].item()) < 1e-4
     np.testing.assert_allclose(f, ref["forces"].detach().numpy(), atol=1e-5)
+
+
+def test_energy_offset_convention():
+    """sum_i atomrefs[Z_i] + N * mean_per_atom (keys int or str, as in JSON metadata); an
+    element without an atomref is refused, no atomrefs at all means no per-element part."""
+    from pymotor.potentials import energy_offset
+
+    refs = {"1": -0.5, 8: -75.0}
+    assert energy_offset(refs, 0.25, [8, 1, 1]) == pytest.approx(-76.0 + 3 * 0.25, abs=1e-12)
+    assert energy_offset({}, -2.0, [6, 6]) == -4.0
+    with pytest.raises(ValueError, match=r"Z = \[6\]"):
+        energy_offset(refs, 0.0, [6, 1])

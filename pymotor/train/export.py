@@ -38,11 +38,10 @@ def script_model(model):
 
 def offset_energy(metadata: dict, atomic_numbers) -> float:
     """The float64 energy offset of one molecule: sum_i atomrefs[Z_i] + n_atoms * mean_per_atom."""
+    from ..potentials import energy_offset
+
     off = metadata["energy_offset"]
-    Z = np.asarray(atomic_numbers).ravel()
-    ar = off.get("atomrefs") or {}
-    s = float(sum(float(ar[str(int(z))]) for z in Z)) if ar else 0.0
-    return s + len(Z) * float(off["mean_per_atom"])
+    return energy_offset(off.get("atomrefs") or {}, off["mean_per_atom"], atomic_numbers)
 
 
 def read_metadata(path: Union[str, os.PathLike]) -> dict:
