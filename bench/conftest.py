@@ -54,26 +54,15 @@ def one_torch_thread():
 
 
 def build_schnet(seed: int = SEED):
-    """The random-weight SchNet of the benchmarks (eval mode, float32, no postprocessors)."""
-    import schnetpack as spk
-    import torch
+    """The random-weight SchNet of the benchmarks (eval mode, float32, no postprocessors):
+    tests/torch_models.py's ``spk_schnet`` with 128 features, 3 interactions, 20 RBF."""
+    import sys
+    from pathlib import Path
 
-    torch.manual_seed(seed)
-    representation = spk.representation.SchNet(
-        n_atom_basis=128,
-        n_interactions=3,
-        radial_basis=spk.nn.GaussianRBF(n_rbf=20, cutoff=CUTOFF_A),
-        cutoff_fn=spk.nn.CosineCutoff(CUTOFF_A),
-    )
-    model = spk.model.NeuralNetworkPotential(
-        representation=representation,
-        input_modules=[spk.atomistic.PairwiseDistances()],
-        output_modules=[
-            spk.atomistic.Atomwise(n_in=128, output_key="energy"),
-            spk.atomistic.Forces(energy_key="energy", force_key="forces"),
-        ],
-    )
-    return model.eval()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from torch_models import spk_schnet
+
+    return spk_schnet(n_atom_basis=128, n_interactions=3, n_rbf=20, cutoff=CUTOFF_A, seed=seed)
 
 
 @pytest.fixture(scope="session")

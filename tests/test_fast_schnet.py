@@ -24,6 +24,7 @@ from pymotor import _core
 spk = pytest.importorskip("schnetpack")
 
 from pymotor.fast_schnet import FastSchNetModel, UnsupportedModelError  # noqa: E402
+from torch_models import spk_schnet  # noqa: E402
 
 pytestmark = pytest.mark.schnetpack
 
@@ -54,15 +55,9 @@ def _big_model(path):
 
 
 def _small_model(path):
-    torch.manual_seed(2)
     c = 4.0
-    rep = spk.representation.SchNet(n_atom_basis=32, n_interactions=2, radial_basis=spk.nn.GaussianRBF(12, c),
-                                    cutoff_fn=spk.nn.CosineCutoff(c), shared_interactions=True, n_filters=24)
-    model = spk.model.NeuralNetworkPotential(
-        representation=rep, input_modules=[spk.atomistic.PairwiseDistances()],
-        output_modules=[spk.atomistic.Atomwise(32, output_key="energy"),
-                        spk.atomistic.Forces(energy_key="energy", force_key="forces")])
-    model.eval()
+    model = spk_schnet(n_atom_basis=32, n_interactions=2, n_rbf=12, cutoff=c, seed=2,
+                       shared_interactions=True, n_filters=24)
     return _save(torch.jit.script(model), path, c, _metadata(c))
 
 
@@ -205,18 +200,12 @@ def test_spkdeploy_file_with_add_offsets(tmp_path):
     """spkdeploy keeps AddOffsets (float32) in the file: the fast backend adds it in float64."""
     from schnetpack.transform import AddOffsets
 
-    torch.manual_seed(3)
     c = 5.0
-    rep = spk.representation.SchNet(n_atom_basis=16, n_interactions=2, radial_basis=spk.nn.GaussianRBF(8, c),
-                                    cutoff_fn=spk.nn.CosineCutoff(c))
     atomref = torch.zeros(100, dtype=torch.float64)
     atomref[[1, 6, 8]] = torch.tensor([-13.5, -1029.25, -2041.125], dtype=torch.float64)
-    model = spk.model.NeuralNetworkPotential(
-        representation=rep, input_modules=[spk.atomistic.PairwiseDistances()],
-        output_modules=[spk.atomistic.Atomwise(16, output_key="energy"),
-                        spk.atomistic.Forces(energy_key="energy", force_key="forces")],
-        postprocessors=[AddOffsets("energy", add_mean=True, add_atomrefs=True, atomrefs=atomref,
-                                   property_mean=torch.tensor([0.75], dtype=torch.float64))])
+    model = spk_schnet(n_atom_basis=16, n_interactions=2, n_rbf=8, cutoff=c, seed=3,
+                       postprocessors=[AddOffsets("energy", add_mean=True, add_atomrefs=True, atomrefs=atomref,
+                                                  property_mean=torch.tensor([0.75], dtype=torch.float64))])
     pp = model.postprocessors[0]
     pp.mean = pp.mean.float()  # as spkdeploy does
     path = tmp_path / "deployed.pt"

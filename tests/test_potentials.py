@@ -9,7 +9,7 @@ from ase.optimize import BFGS
 
 import pymotor
 from pymotor import _core
-from torch_models import TinySchNet, pymotor_metadata, reference_energy_forces, save_model
+from torch_models import TinySchNet, pymotor_metadata, reference_energy_forces, save_model, spk_schnet
 
 
 def numerical_forces(potential, x, h=1e-4):
@@ -172,15 +172,8 @@ def test_torchscript_equals_python_schnetpack_model(tmp_path):
     """A SchNetPack SchNet (random weights) scripted as spkdeploy does, evaluated by pymotor's
     C++ engine on CPNX, equals the Python model evaluated by SchNetPack's own converter."""
     spk = pytest.importorskip("schnetpack")
-    torch.manual_seed(0)
     cutoff = 5.0
-    rep = spk.representation.SchNet(n_atom_basis=32, n_interactions=2, radial_basis=spk.nn.GaussianRBF(20, cutoff),
-                                    cutoff_fn=spk.nn.CosineCutoff(cutoff))
-    model = spk.model.NeuralNetworkPotential(
-        representation=rep, input_modules=[spk.atomistic.PairwiseDistances()],
-        output_modules=[spk.atomistic.Atomwise(32, output_key="energy"),
-                        spk.atomistic.Forces(energy_key="energy", force_key="forces")])
-    model.eval()
+    model = spk_schnet(n_atom_basis=32, n_interactions=2, n_rbf=20, cutoff=cutoff, seed=0)
     path = save_model(model, tmp_path / "spk.pt", cutoff=cutoff, metadata=None)
     atoms = pymotor.data.cpnx()
     converter = spk.interfaces.AtomsConverter(neighbor_list=spk.transform.MatScipyNeighborList(cutoff=cutoff),

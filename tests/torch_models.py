@@ -99,3 +99,22 @@ def reference_energy_forces(module: nn.Module, positions, numbers, cutoff: float
     out = module(inputs)
     module.float()
     return out["energy"].detach().numpy()[0], out["forces"].detach().numpy()
+
+
+def spk_schnet(n_atom_basis: int = 128, n_interactions: int = 3, n_rbf: int = 20, cutoff: float = 5.0,
+               seed: int = 0, postprocessors=None, **schnet_kwargs):
+    """A random-weight (seeded) SchNetPack 2.2 SchNet ``NeuralNetworkPotential`` in eval mode:
+    ``PairwiseDistances`` input, Gaussian RBF, cosine cutoff (Angstrom), ``Atomwise`` energy and
+    ``Forces``; extra keyword arguments go to ``spk.representation.SchNet``."""
+    import schnetpack as spk
+
+    torch.manual_seed(seed)
+    rep = spk.representation.SchNet(n_atom_basis=n_atom_basis, n_interactions=n_interactions,
+                                    radial_basis=spk.nn.GaussianRBF(n_rbf=n_rbf, cutoff=cutoff),
+                                    cutoff_fn=spk.nn.CosineCutoff(cutoff), **schnet_kwargs)
+    model = spk.model.NeuralNetworkPotential(
+        representation=rep, input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=[spk.atomistic.Atomwise(n_in=n_atom_basis, output_key="energy"),
+                        spk.atomistic.Forces(energy_key="energy", force_key="forces")],
+        postprocessors=postprocessors)
+    return model.eval()
