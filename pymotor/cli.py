@@ -7,6 +7,26 @@ import sys
 
 #: subcommand modules, each with register(subparsers)
 _SUBSYSTEMS = ("pymotor.data.cli", "pymotor.train.cli", "pymotor.compare.cli")
+#: errors of bad user input: printed as one line, exit code 2 (others keep their traceback)
+USER_ERRORS = (ValueError, FileNotFoundError, TypeError, KeyError)
+
+
+def run_parser(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parse, run the chosen subcommand's ``func(args)`` and turn bad input into exit code 2."""
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"{parser.prog} {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+def subsystem_main(prog: str, register, argv: list[str] | None = None) -> int:
+    """``main()`` of a subcommand module (``python -m pymotor.<x>.cli``)."""
+    parser = argparse.ArgumentParser(prog=prog)
+    register(parser.add_subparsers(dest="command", required=True))
+    return run_parser(parser, argv)
 
 
 def _register_md(sub) -> None:
@@ -86,12 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, TypeError) as exc:
-        print(f"pymotor {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return run_parser(build_parser(), argv)
 
 
 if __name__ == "__main__":

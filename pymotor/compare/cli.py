@@ -42,14 +42,9 @@ def _compare(args) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="pymotor-compare")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    from ..cli import subsystem_main
+
+    return subsystem_main("python -m pymotor.compare.cli", register, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -152,11 +152,9 @@ def _conformers(args) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pymotor.data.cli")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    from ..cli import subsystem_main
+
+    return subsystem_main("python -m pymotor.data.cli", register, argv)
 
 
 if __name__ == "__main__":

@@ -117,16 +117,9 @@ def _export(args) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from .data import TrainingDataError
+    from ..cli import subsystem_main
 
-    parser = argparse.ArgumentParser(prog="pymotor-train")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (TrainingDataError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return subsystem_main("python -m pymotor.train.cli", register, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
