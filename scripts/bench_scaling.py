@@ -9,7 +9,8 @@ Sweeps: T = 1,000 ... 100,000 frames at N = 48 (CPNX), and N = 48 ... 1,000 atom
 T = 1,000 (copies of CPNX 12 Å apart). The routes are those of bench/analysis_routes.py.
 Timer: CPU time of the process (``time.process_time``: robust on a shared machine; every
 code single-threaded with OMP_NUM_THREADS=1); the minimum of ``--repeats`` runs for the
-fast routes, one run for the Python-loop routes (MDAnalysis, scipy pdist loop).
+fast routes, one run for the Python-loop routes (MDAnalysis, scipy pdist loop); every route
+runs once on a small system first so that imports and first-use costs are not timed.
 """
 from __future__ import annotations
 
@@ -107,6 +108,8 @@ def main(argv=None) -> int:
         "timer": "process CPU time, s (min over repeats; Python-loop routes once)",
         "T": [], "N": [],
     }
+    measure(200, 48, 1)  # warm-up: imports and first-use set-up of every route, not timed below
+    print("-- (warm-up above; measurements follow)")
     for t in args.t_sweep:
         results["T"].append({"T": t, "N": 48, "seconds": measure(t, 48, args.repeats)})
     for n in args.n_sweep:
