@@ -91,6 +91,22 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def markdown(results: dict) -> str:
+    """Tables of pymotor's CPU time and competitor / pymotor ratios for both sweeps."""
+    lines = []
+    for sweep in ("T", "N"):
+        lines += ["", "| T, N | " + " | ".join(k.replace("_", " ") for k in ROUTES) + " |",
+                  "|---" * (len(ROUTES) + 1) + "|"]
+        for p in results[sweep]:
+            cells = []
+            for kernel, routes in ROUTES.items():
+                t = p["seconds"][kernel]
+                ratios = ", ".join(f"{r} {t[r] / t['pymotor']:.1f}x" for r in routes if r != "pymotor")
+                cells.append(f"{ratios} ({t['pymotor'] * 1e3:.3g} ms)")
+            lines.append(f"| {p['T']:,}, {p['N']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out-json", default="docs/bench_scaling.json")
@@ -98,7 +114,11 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--t-sweep", type=int, nargs="+", default=list(T_SWEEP))
     ap.add_argument("--n-sweep", type=int, nargs="+", default=list(N_SWEEP))
+    ap.add_argument("--table", metavar="JSON", help="only print the markdown tables of a saved run")
     args = ap.parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(Path(args.table).read_text())))
+        return 0
     results = {
         "command": " ".join(["scripts/bench_scaling.py", *(argv if argv is not None else sys.argv[1:])]),
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
@@ -118,6 +138,7 @@ def main(argv=None) -> int:
     Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out_json).write_text(json.dumps(results, indent=1))
     plot(results, Path(args.out_png))
+    print(markdown(results))
     print(f"wrote {args.out_json} and {args.out_png}")
     return 0
 
