@@ -24,3 +24,16 @@ def test_tiny_demo_pipeline(tmp_path):
     assert math.isfinite(h["test_metrics_kcal"]["energy"]["mae"])
     assert h["nn_ms_per_step"] > 0 and h["xtb_ms_per_step"] > 0
     assert json.loads((tmp_path / "demo" / "headline.json").read_text())["report"].endswith("index.html")
+    # the xTB MD (run in a second process while the model trains) and the NN MD start from the
+    # same state and have the same length
+    import numpy as np
+
+    import pymotor
+    from pymotor.demo import SCALES
+
+    nn = pymotor.read_trajectory(tmp_path / "demo" / "md" / "nn.h5")
+    xtb = pymotor.read_trajectory(tmp_path / "demo" / "md" / "xtb.h5")
+    assert len(nn) == len(xtb) == SCALES["tiny"].md_steps + 1
+    np.testing.assert_array_equal(nn.positions[0], xtb.positions[0])
+    np.testing.assert_array_equal(nn.velocities[0], xtb.velocities[0])
+    assert not np.allclose(nn.positions[-1], xtb.positions[-1])
