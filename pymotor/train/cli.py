@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train a SchNet/PaiNN model on SchNetPack databases (resumes if --out exists)",
         description="Train an energy+force model with SchNetPack 2.2. Each database is split on "
-                    "its own (its <db>.split.npz if present, else by time: last 20%% test, the "
+                    "its own (its <stem>_split.npz if present, as pymotor generate writes, else by time: last 20%% test, the "
                     "rest 80/20 train/val). If --out exists, training resumes from its last "
                     "checkpoint.")
     p.add_argument("dbs", nargs="+", help="SchNetPack .db files with energy and forces")
