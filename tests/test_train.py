@@ -146,6 +146,42 @@ def test_session_time_limit_then_resume(dbs, tmp_path):
     assert (r2["epoch"], r2["global_step"], r2["stop_reason"]) == (3, 15, "max_epochs")
 
 
+def test_killed_session_keeps_its_record_and_logs(dbs, tmp_path, monkeypatch):
+    """A session that dies mid-run (here: an exception at the end of epoch 2) keeps its
+    run.json entry and its learning-curve log; the next session resumes and logs apart."""
+    from pytorch_lightning.callbacks import Callback
+
+    import pymotor.train.core as core
+
+    class Kill(Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                raise RuntimeError("simulated kill")
+
+    monkeypatch.setattr(core, "_session_timer", lambda limit_s: Kill())
+    out = tmp_path / "killed"
+    hp = dict(HP, n_atom_basis=16, n_interactions=1)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(dbs["eV_b"], out, energy_unit="eV", epochs=4, max_time_s=1e9, progress=False,
+              hyperparameters=hp)
+    cfg = json.loads((out / "run.json").read_text())
+    assert len(cfg["sessions"]) == 1
+    s0 = cfg["sessions"][0]
+    assert (s0["epoch"], s0["global_step"], s0["stop_reason"]) == (1, 5, "killed")
+    assert s0["wall_time_s"] > 0 and cfg["wall_time_s"] == s0["wall_time_s"]
+    n_rows0 = len((out / "logs" / "session_0" / "metrics.csv").read_text().splitlines())
+    monkeypatch.undo()
+    r = train(dbs["eV_b"], out, energy_unit="eV", epochs=4, progress=False, hyperparameters=hp)
+    assert r["epoch"] == 4 and r["stop_reason"] == "max_epochs"
+    cfg = json.loads((out / "run.json").read_text())
+    assert [s["stop_reason"] for s in cfg["sessions"]] == ["killed", "max_epochs"]
+    assert cfg["wall_time_s"] == pytest.approx(sum(s["wall_time_s"] for s in cfg["sessions"]))
+    # the first session's log is intact and the second logged into its own folder
+    assert len((out / "logs" / "session_0" / "metrics.csv").read_text().splitlines()) == n_rows0
+    assert (out / "logs" / "session_1" / "metrics.csv").is_file()
+    assert len(read_logs(out)["val_loss"]) >= 3
+
+
 def test_export_matches_python_model_with_float64_offset(run, tmp_path):
     out = export(run, tmp_path / "toy.pt")
     assert out.with_suffix(".md").read_text().startswith("# Model card: toy")

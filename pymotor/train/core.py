@@ -478,6 +478,28 @@ def _versions() -> dict:
     return v
 
 
+def _session_recorder(cfg: dict, record: dict, run_dir: Path, t0: float):
+    """Callback that writes this session's progress into run.json at every epoch end.
+
+    A session killed later still counts in the run's wall time and epochs; its
+    ``stop_reason`` stays ``"killed"`` (written here, replaced when the session ends normally).
+    """
+    from pytorch_lightning.callbacks import Callback
+
+    class SessionRecorder(Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            record.update({"end": _now(), "wall_time_s": time.time() - t0,
+                           "global_step": int(trainer.global_step),
+                           "epoch": int(trainer.current_epoch) + 1,  # epochs completed
+                           "stop_reason": "killed"})
+            cfg["global_step"] = int(trainer.global_step)
+            cfg["epoch"] = int(trainer.current_epoch) + 1
+            cfg["wall_time_s"] = float(sum(s["wall_time_s"] for s in cfg["sessions"]))
+            _write_json(run_dir / "run.json", cfg)
+
+    return SessionRecorder()
+
+
 def _session_timer(limit_s: float):
     from pytorch_lightning.callbacks import Callback
 
@@ -580,7 +602,12 @@ def _fit(cfg, run_dir, infos, frames, atomrefs, mean_per_atom, norm, hp, dev, pr
     ]
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, len(train_set) // int(c["batch_size"]) // 20)))
+    # The session is recorded in run.json before training starts and updated at every epoch
+    # end, so a killed session keeps its entry, its wall time up to its last epoch and its log
+    # folder (the next session logs into a new folder instead of overwriting it).
     session = len(cfg["sessions"])
+    while (run_dir / "logs" / f"session_{session}").exists():
+        session += 1
     logger = CSVLogger(save_dir=str(run_dir), name="logs", version=f"session_{session}")
     accel = "gpu" if dev.startswith("cuda") else "cpu"
     devices = [int(dev.split(":")[1])] if ":" in dev else 1
@@ -610,6 +637,12 @@ def _fit(cfg, run_dir, infos, frames, atomrefs, mean_per_atom, norm, hp, dev, pr
     ckpt = ckpt_dir / "last.ckpt"
     t0 = time.time()
     start = _now()
+    record = {"start": start, "end": None, "wall_time_s": 0.0, "device": dev,
+              "global_step": None, "epoch": None, "epochs_requested": int(c["epochs"]),
+              "stop_reason": "running", "log": f"logs/session_{session}"}
+    cfg["sessions"].append(record)
+    _write_json(run_dir / "run.json", cfg)
+    callbacks.append(_session_recorder(cfg, record, run_dir, t0))
     trainer = pl.Trainer(**trainer_kw)
     trainer.fit(task, datamodule=dm, ckpt_path=str(ckpt) if (resume and ckpt.is_file()) else None,
                 weights_only=False)
@@ -621,11 +654,8 @@ def _fit(cfg, run_dir, infos, frames, atomrefs, mean_per_atom, norm, hp, dev, pr
     stop_reason = ("early_stopping" if es.stopped_epoch > 0 else
                    "max_time" if (timer is not None and timer.fired) else
                    "max_epochs")
-    cfg["sessions"].append({
-        "start": start, "end": _now(), "wall_time_s": wall, "device": dev,
-        "global_step": int(trainer.global_step), "epoch": int(trainer.current_epoch),
-        "epochs_requested": int(c["epochs"]), "stop_reason": stop_reason,
-    })
+    record.update({"end": _now(), "wall_time_s": wall, "global_step": int(trainer.global_step),
+                   "epoch": int(trainer.current_epoch), "stop_reason": stop_reason})
     cfg["best_val_loss"] = best
     cfg["global_step"] = int(trainer.global_step)
     cfg["epoch"] = int(trainer.current_epoch)
