@@ -25,14 +25,16 @@ import types  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-CUTOFF_A = 5.0
-ENERGY_UNIT = "kcal/mol"
-LENGTH_UNIT = "Angstrom"
-TEMPERATURE_K = 300.0
-TIMESTEP_FS = 0.5
-TDAMP_FS = 100.0
-CHAIN_LENGTH = 3
-SEED = 0
+from md_settings import (  # noqa: E402  (bench/ is on sys.path under pytest)
+    CHAIN_LENGTH,
+    CUTOFF_A,
+    ENERGY_UNIT,
+    LENGTH_UNIT,
+    SEED,
+    TDAMP_FS,
+    TEMPERATURE_K,
+    TIMESTEP_FS,
+)
 
 # float32 model: agreement expected to ~1e-5 eV; these bounds still catch a different
 # model, unit, cutoff or geometry by orders of magnitude.

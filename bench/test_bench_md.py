@@ -54,15 +54,17 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.jit.[a-z_]+` is deprecated:DeprecationWarning"),
 ]
 
-# Model and MD settings, as in bench/conftest.py (also available as the `settings` fixture).
-CUTOFF_A = 5.0
-ENERGY_UNIT = "kcal/mol"
-LENGTH_UNIT = "Angstrom"
-TEMPERATURE_K = 300.0
-TIMESTEP_FS = 0.5
-TDAMP_FS = 100.0
-CHAIN_LENGTH = 3
-SEED = 0
+# Model and MD settings shared with bench/conftest.py.
+from md_settings import (  # noqa: E402  (bench/ is on sys.path under pytest)
+    CHAIN_LENGTH,
+    CUTOFF_A,
+    ENERGY_UNIT,
+    LENGTH_UNIT,
+    SEED,
+    TDAMP_FS,
+    TEMPERATURE_K,
+    TIMESTEP_FS,
+)
 
 #: MD steps per round (single replica) and per round of the 32-replica group.
 STEPS = 100
@@ -233,23 +235,30 @@ def test_pymotor_potential_compute(benchmark, pymotor_model, cpnx, pymotor_refer
 # 1b-d. one replica, STEPS NVT steps per round
 # ---------------------------------------------------------------------------------------
 
-def test_pymotor_run_md(benchmark, pymotor_model, start_state, reference, pymotor_end, same_physics, record):
+def _bench_pymotor_run_md(benchmark, model, start_state, reference, pymotor_end, same_physics, record,
+                          name, label, **extra):
+    """STEPS NVT steps of ``pymotor.run_md`` with `model` per round; checked against the reference."""
     import pymotor
 
     kwargs = _nhc_kwargs(len(start_state))
     result = {}
 
     def run():
-        result["traj"] = pymotor.run_md(pymotor_model, start_state, STEPS, **kwargs)
+        result["traj"] = pymotor.run_md(model, start_state, STEPS, **kwargs)
 
     benchmark.group = "md-1-replica"
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     traj = result["traj"]
     assert traj.step[-1] == STEPS
-    same_physics(traj.potential_energy[0], traj.forces[0], reference, "pymotor.run_md")
-    dpos = _assert_same_end(traj.positions[-1], pymotor_end, "pymotor.run_md")
-    record(benchmark, "pymotor_run_md", STEPS, steps_per_round=STEPS, max_dpos_vs_pymotor_A=dpos,
-           n_dof=traj.n_dof)
+    same_physics(traj.potential_energy[0], traj.forces[0], reference, label)
+    dpos = _assert_same_end(traj.positions[-1], pymotor_end, label)
+    record(benchmark, name, STEPS, steps_per_round=STEPS, max_dpos_vs_pymotor_A=dpos, n_dof=traj.n_dof,
+           **extra)
+
+
+def test_pymotor_run_md(benchmark, pymotor_model, start_state, reference, pymotor_end, same_physics, record):
+    _bench_pymotor_run_md(benchmark, pymotor_model, start_state, reference, pymotor_end, same_physics, record,
+                          "pymotor_run_md", "pymotor.run_md")
 
 
 @pytest.fixture(scope="module")
@@ -267,22 +276,8 @@ def pymotor_fast_model(spk_model_files):
 def test_pymotor_fast_run_md(benchmark, pymotor_fast_model, start_state, reference, pymotor_end, same_physics,
                              record):
     """As test_pymotor_run_md, with ``load_model(..., backend="fast")`` (same weights)."""
-    import pymotor
-
-    kwargs = _nhc_kwargs(len(start_state))
-    result = {}
-
-    def run():
-        result["traj"] = pymotor.run_md(pymotor_fast_model, start_state, STEPS, **kwargs)
-
-    benchmark.group = "md-1-replica"
-    benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=1)
-    traj = result["traj"]
-    assert traj.step[-1] == STEPS
-    same_physics(traj.potential_energy[0], traj.forces[0], reference, "pymotor.run_md (fast backend)")
-    dpos = _assert_same_end(traj.positions[-1], pymotor_end, "pymotor.run_md (fast backend)")
-    record(benchmark, "pymotor_fast_run_md", STEPS, steps_per_round=STEPS, max_dpos_vs_pymotor_A=dpos,
-           backend="fast")
+    _bench_pymotor_run_md(benchmark, pymotor_fast_model, start_state, reference, pymotor_end, same_physics,
+                          record, "pymotor_fast_run_md", "pymotor.run_md (fast backend)", backend="fast")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Validation MAE against the training energy unit, with fixed and with variance weighting.
 
     python -m pymotor.train.unit_table DB [DB ...] --root runs/units --epochs 30 --seeds 0 1 2 \
-        [--stride 40 --eval-stride 5]
+        [--stride 40 --eval-stride 5] [--units kcal/mol eV] [--weightings fixed]
 
 trains one run per (unit, weighting, seed) (resumable: existing runs continue), then prints a
 markdown table of val MAE (energy, forces; kcal/mol, kcal/mol/Å; mean ± SE across seeds).
@@ -65,8 +65,14 @@ def main(argv=None) -> int:
     ap.add_argument("--hp", default="{}", help="JSON dict of hyperparameter overrides")
     ap.add_argument("--stride", type=int, default=1, help="every N-th train/val frame")
     ap.add_argument("--eval-stride", type=int, default=1, help="every N-th frame for the metrics")
+    ap.add_argument("--units", nargs="+", default=list(UNITS), choices=UNITS,
+                    help="training energy units (default: all three)")
+    ap.add_argument("--weightings", nargs="+", default=list(WEIGHTINGS), choices=WEIGHTINGS,
+                    help="loss weightings (default: both; variance-weighted runs are unit-invariant, "
+                         "so one unit is enough once that is shown)")
     args = ap.parse_args(argv)
     rows = run_table(args.dbs, args.root, args.epochs, tuple(args.seeds),
+                     units=tuple(args.units), weightings=tuple(args.weightings),
                      hyperparameters=json.loads(args.hp), stride=args.stride,
                      eval_stride=args.eval_stride)
     print(markdown(rows))
