@@ -33,6 +33,7 @@ from md_settings import (  # noqa: E402  (bench/ is on sys.path under pytest)
     SEED,
     TDAMP_FS,
     TEMPERATURE_K,
+    TIMER_NAME,
     TIMESTEP_FS,
 )
 
@@ -210,7 +211,7 @@ RATIOS = [
 def _record(benchmark, key: str, units_per_round: int, unit: str = "step", **extra) -> None:
     """Store the median time per ``unit`` (MD step, model call or replica-step) of the
     benchmark that just ran, for the ratio summary and the saved JSON."""
-    timer = os.environ.get("PYMOTOR_BENCH_TIMER", "cpu")
+    timer = TIMER_NAME
     benchmark.extra_info.update({"units_per_round": units_per_round, "unit": unit, "timer": timer, **extra})
     stats = getattr(benchmark, "stats", None)
     if stats is None or getattr(stats, "stats", None) is None:  # --benchmark-disable
@@ -234,7 +235,7 @@ _PAIRED: dict = {}
 def _record_paired(benchmark, times: dict, units: dict, **extra) -> None:
     """Interleaved benchmark: ``times[name]`` holds one time per unit for each cycle; the
     ratios are the medians over cycles of the per-cycle ratios (paired comparison)."""
-    timer = os.environ.get("PYMOTOR_BENCH_TIMER", "cpu")
+    timer = TIMER_NAME
     per_unit = {k: {"unit": units[k], "median_ms": float(np.median(t)) * 1e3, "cycles": len(t),
                     "timer": timer} for k, t in times.items()}
     ratios = []

@@ -64,7 +64,6 @@ import contextlib
 import json
 import os
 import shutil
-import time
 import warnings
 from pathlib import Path
 
@@ -75,10 +74,7 @@ pytest.importorskip("schnetpack")
 pytest.importorskip("tblite")
 pytest.importorskip("pytest_benchmark")
 
-TIMER_NAME = os.environ.get("PYMOTOR_BENCH_TIMER", "cpu")
-if TIMER_NAME not in ("cpu", "wall"):
-    raise ValueError(f"PYMOTOR_BENCH_TIMER must be 'cpu' or 'wall', got {TIMER_NAME!r}")
-TIMER = time.process_time if TIMER_NAME == "cpu" else time.perf_counter
+from md_settings import TIMER, TIMER_NAME  # noqa: E402  (bench/ is on sys.path under pytest)
 
 pytestmark = [
     pytest.mark.schnetpack,

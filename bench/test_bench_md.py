@@ -30,29 +30,11 @@ Run: ``OMP_NUM_THREADS=1 .venv/bin/python -m pytest bench/test_bench_md.py --ben
 """
 from __future__ import annotations
 
-import os
-import time
-
 import numpy as np
 import pytest
 
 pytest.importorskip("schnetpack")
 pytest.importorskip("pytest_benchmark")
-
-#: Timer: "cpu" (default) = time.process_time, the CPU time of this process; every competitor
-#: runs in one thread, so on an idle machine it equals the wall time, and on a shared machine
-#: it leaves out the time the process waits for a CPU. "wall" = time.perf_counter.
-TIMER_NAME = os.environ.get("PYMOTOR_BENCH_TIMER", "cpu")
-if TIMER_NAME not in ("cpu", "wall"):
-    raise ValueError(f"PYMOTOR_BENCH_TIMER must be 'cpu' or 'wall', got {TIMER_NAME!r}")
-TIMER = time.process_time if TIMER_NAME == "cpu" else time.perf_counter
-
-pytestmark = [
-    pytest.mark.schnetpack,
-    pytest.mark.benchmark(timer=TIMER),
-    # torch 2.13 deprecates TorchScript, which SchNetPack (scatter_add, spkdeploy) and pymotor use.
-    pytest.mark.filterwarnings("ignore:`torch.jit.[a-z_]+` is deprecated:DeprecationWarning"),
-]
 
 # Model and MD settings shared with bench/conftest.py.
 from md_settings import (  # noqa: E402  (bench/ is on sys.path under pytest)
@@ -63,8 +45,16 @@ from md_settings import (  # noqa: E402  (bench/ is on sys.path under pytest)
     SEED,
     TDAMP_FS,
     TEMPERATURE_K,
+    TIMER,
     TIMESTEP_FS,
 )
+
+pytestmark = [
+    pytest.mark.schnetpack,
+    pytest.mark.benchmark(timer=TIMER),
+    # torch 2.13 deprecates TorchScript, which SchNetPack (scatter_add, spkdeploy) and pymotor use.
+    pytest.mark.filterwarnings("ignore:`torch.jit.[a-z_]+` is deprecated:DeprecationWarning"),
+]
 
 #: MD steps per round (single replica) and per round of the 32-replica group.
 STEPS = 100
@@ -480,44 +470,37 @@ def test_md_interleaved(benchmark, spk_model_files, pymotor_model, pymotor_fast_
 # 2. 32 replicas, STEPS_32 steps each per round
 # ---------------------------------------------------------------------------------------
 
-def test_pymotor_32_batched(benchmark, pymotor_model, replicas32, replicas32_reference, pymotor_end32, record):
+def _bench_pymotor_32_batched(benchmark, model, replicas32, replicas32_reference, pymotor_end32, record,
+                              name, label, **extra):
+    """STEPS_32 NVT steps of the 32 replicas in one ``pymotor.run_md`` call (one model call per step)."""
     import pymotor
 
     kwargs = _nhc_kwargs(len(replicas32[0]))
     result = {}
 
     def run():
-        result["trajs"] = pymotor.run_md(pymotor_model, replicas32, STEPS_32, **kwargs)
+        result["trajs"] = pymotor.run_md(model, replicas32, STEPS_32, **kwargs)
 
     benchmark.group = "md-32-replicas"
     benchmark.pedantic(run, rounds=ROUNDS_32, iterations=1, warmup_rounds=1)
     trajs = result["trajs"]
     e0 = np.array([t.potential_energy[0] for t in trajs])
-    assert np.abs(e0 - replicas32_reference).max() < 1e-3, "batched energies differ from SchNetPack's"
-    dpos = _assert_same_end(np.stack([t.positions[-1] for t in trajs]), pymotor_end32, "pymotor batched")
-    record(benchmark, "pymotor_32_batched", STEPS_32 * N_REPLICAS, unit="replica-step",
-           max_dpos_vs_pymotor_A=dpos, steps_per_round=STEPS_32, replicas=N_REPLICAS, model_calls_per_step=1)
+    assert np.abs(e0 - replicas32_reference).max() < 1e-3, f"{label}: energies differ from SchNetPack's"
+    dpos = _assert_same_end(np.stack([t.positions[-1] for t in trajs]), pymotor_end32, label)
+    record(benchmark, name, STEPS_32 * N_REPLICAS, unit="replica-step", max_dpos_vs_pymotor_A=dpos,
+           steps_per_round=STEPS_32, replicas=N_REPLICAS, model_calls_per_step=1, **extra)
+
+
+def test_pymotor_32_batched(benchmark, pymotor_model, replicas32, replicas32_reference, pymotor_end32, record):
+    _bench_pymotor_32_batched(benchmark, pymotor_model, replicas32, replicas32_reference, pymotor_end32, record,
+                              "pymotor_32_batched", "pymotor batched")
 
 
 def test_pymotor_fast_32_batched(benchmark, pymotor_fast_model, replicas32, replicas32_reference, pymotor_end32,
                                  record):
     """As test_pymotor_32_batched, with the fast backend (same weights)."""
-    import pymotor
-
-    kwargs = _nhc_kwargs(len(replicas32[0]))
-    result = {}
-
-    def run():
-        result["trajs"] = pymotor.run_md(pymotor_fast_model, replicas32, STEPS_32, **kwargs)
-
-    benchmark.group = "md-32-replicas"
-    benchmark.pedantic(run, rounds=ROUNDS_32, iterations=1, warmup_rounds=1)
-    trajs = result["trajs"]
-    e0 = np.array([t.potential_energy[0] for t in trajs])
-    assert np.abs(e0 - replicas32_reference).max() < 1e-3, "fast batched energies differ from SchNetPack's"
-    dpos = _assert_same_end(np.stack([t.positions[-1] for t in trajs]), pymotor_end32, "pymotor fast batched")
-    record(benchmark, "pymotor_fast_32_batched", STEPS_32 * N_REPLICAS, unit="replica-step",
-           max_dpos_vs_pymotor_A=dpos, steps_per_round=STEPS_32, replicas=N_REPLICAS, backend="fast")
+    _bench_pymotor_32_batched(benchmark, pymotor_fast_model, replicas32, replicas32_reference, pymotor_end32,
+                              record, "pymotor_fast_32_batched", "pymotor fast batched", backend="fast")
 
 
 def test_pymotor_32_separate(benchmark, pymotor_model, replicas32, replicas32_reference, pymotor_end32, record):

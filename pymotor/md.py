@@ -214,7 +214,7 @@ def run_md(model: Any, atoms: Atoms | Sequence[Atoms], steps: int = 5000, *, tim
         _check_positive("torch_threads", torch_threads, integer=True)
         _core.set_num_threads(int(torch_threads))
 
-    R, N = len(replicas), len(replicas[0])
+    R = len(replicas)
     template = replicas[0]
     masses = template.get_masses()
     paths = _replica_paths(trajectory, R)

@@ -1,5 +1,4 @@
 """Potentials: analytic references, ASE agreement, TorchScript models and their metadata."""
-import json
 
 import numpy as np
 import pytest

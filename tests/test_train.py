@@ -6,7 +6,6 @@ Models are small (32 features, 2 interactions) to keep the default run fast.
 """
 
 import json
-import os
 import shutil
 
 import numpy as np

@@ -5,7 +5,6 @@ pymotor.compare.cli ...`` runs it alone.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import List, Optional
 

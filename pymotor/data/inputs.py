@@ -19,9 +19,7 @@ def atoms_from_smiles(smiles: str, seed: int = 0, n_conformers: int = 10):
 
     Raises ValueError naming ``smiles`` when RDKit cannot parse or embed it.
     """
-    from ase import Atoms
     from rdkit import Chem, RDLogger
-    from rdkit.Chem import AllChem
 
     if not isinstance(smiles, str) or not smiles.strip():
         raise ValueError(f"`smiles` must be a non-empty string, got {smiles!r}")

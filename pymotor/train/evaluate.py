@@ -22,7 +22,7 @@ import datetime as _dt
 import json
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 
@@ -99,8 +99,6 @@ def evaluate(run_dir: Union[str, os.PathLike], split: str = "val", batch_size: i
     ``metrics_<split>.json`` into the run directory (unless `write` is False).
     `stride` > 1 evaluates every `stride`-th frame of the split (faster on long trajectories).
     """
-    import torch
-
     from .core import load_run_data, read_run
     from .model import preprocessing_transforms
 

@@ -17,7 +17,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from .data import FrameDataset, TrainingDataError, dumps, energy_conversion
+from .data import FrameDataset, TrainingDataError, energy_conversion
 
 __all__ = ["MODEL_FORMAT", "export", "script_model", "offset_energy", "read_metadata"]
 

@@ -13,7 +13,6 @@ Geometries follow a time-correlated (AR(1)) random walk around equilibrium, like
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import numpy as np
 
