@@ -44,6 +44,14 @@ def offset_energy(metadata: dict, atomic_numbers) -> float:
     return energy_offset(off.get("atomrefs") or {}, off["mean_per_atom"], atomic_numbers)
 
 
+def _shown(path):
+    """`path` relative to the working directory when it lies inside it (for the card)."""
+    if not path or not os.path.isabs(str(path)):
+        return path
+    rel = os.path.relpath(str(path))
+    return path if rel.startswith("..") else rel
+
+
 def read_metadata(path: Union[str, os.PathLike]) -> dict:
     """The ``metadata`` JSON of an exported model file."""
     import torch
@@ -220,7 +228,8 @@ def model_card(md: dict) -> str:
     ]
     for d in cd["datasets"]:
         s = d["split_sizes"]
-        lines.append(f"| `{d['path']}` | {d['n_frames']} | `{d['sha256'][:16]}…` | {d['split_source']} | "
+        lines.append(f"| `{_shown(d['path'])}` | {d['n_frames']} | `{d['sha256'][:16]}…` | "
+                     f"{_shown(d['split_source'])} | "
                      f"{s.get('train')}/{s.get('val')}/{s.get('test')} |")
     lines += [
         "",
@@ -231,7 +240,7 @@ def model_card(md: dict) -> str:
         f"(factor {hp['lr_factor']}, patience {hp['lr_patience']}), early stopping patience "
         f"{hp['early_stopping_patience']}, EMA decay {hp['ema_decay']}, batch {hp['batch_size']}, seed {hp['seed']}",
         f"- Frames used: every {hp.get('stride', 1)}th frame of each training/validation part",
-        f"- Fine-tuned from: {hp.get('init_from') or '—'}",
+        f"- Fine-tuned from: {_shown(hp.get('init_from')) or '—'}",
         f"- Epochs {tr['epochs']}, steps {tr['global_step']}, wall time {_fmt((tr['wall_time_s'] or 0) / 3600, 2)} h "
         f"in {tr['sessions']} session(s) on {', '.join(tr['devices'])}; stop: {tr['stop_reason']}",
         f"- Best validation loss {tr['best_val_loss']}",
