@@ -321,8 +321,9 @@ def test_canonical_temperature(tmp_path, request):
 
     A thermostat set for 3N - 3 = 24 on these 21 active degrees of freedom heats them to
     T' = 300 K x 24/21 and gives Var K / (24 (kT)^2 / 2) = 24/21 = 1.14 (an early version of
-    this check measured 1.13 +- 0.04). ~17 min on the shared 2-core machine; runs only when
-    selected (-m slow)."""
+    this check measured 1.13 +- 0.04). Measured now (2026-11-26): <K> ratio 0.977 +- 0.016,
+    Var K ratio 0.976 +- 0.043; a 24/21 error would show in <K> (1.14, far beyond 4 SE).
+    ~5 min on the shared 2-core machine; runs only when selected (-m slow)."""
     if "slow" not in (request.config.getoption("markexpr") or ""):
         pytest.skip("slow physics check: run with -m slow")
     from pymotor.units import KB_EV_PER_K
@@ -341,6 +342,9 @@ def test_canonical_temperature(tmp_path, request):
     assert abs(kin.mean() - n_dof * kt / 2) < 4 * mean_err + 0.01 * n_dof * kt / 2
     var_blocks = blocks.var(1)
     var_err = var_blocks.std(ddof=1) / np.sqrt(len(blocks))
+    print(f"<K> / (n_dof kT/2) = {kin.mean() / (n_dof * kt / 2):.4f} +- {mean_err / (n_dof * kt / 2):.4f}; "
+          f"Var K / (n_dof (kT)^2/2) = {kin.var() / (n_dof * kt**2 / 2):.4f} +- "
+          f"{var_err / (n_dof * kt**2 / 2):.4f} (n_dof = {n_dof}, {len(kin)} frames)")
     assert abs(kin.var() - n_dof * kt**2 / 2) < 4 * var_err + 0.05 * n_dof * kt**2 / 2
 
 
