@@ -433,6 +433,24 @@ def test_cli_train_evaluate_export(dbs, tmp_path, capsys):
     assert "no `forces` property" in capsys.readouterr().err
 
 
+def test_unit_table_cli_rows_and_units(dbs, tmp_path, capsys):
+    """The unit-table command trains one run per (weighting, unit, seed) and prints its rows;
+    the same database trained in eV and in kcal/mol gives different errors with fixed weights."""
+    from pymotor.train.unit_table import main
+
+    hp = json.dumps({"n_atom_basis": 16, "n_interactions": 1})
+    assert main([dbs["eV_b"], "--root", str(tmp_path / "u"), "--epochs", "2", "--seeds", "0",
+                 "--units", "kcal/mol", "eV", "--weightings", "fixed", "--split", "test",
+                 "--hp", hp]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| fixed |")]
+    assert [r.split("|")[2].strip() for r in rows] == ["kcal/mol", "eV"]
+    assert "test energy MAE (kcal/mol)" in out
+    assert sorted(p.name for p in (tmp_path / "u").iterdir()) == ["fixed_eV_s0", "fixed_kcal_s0"]
+    e_mae = [float(r.split("|")[3]) for r in rows]
+    assert all(np.isfinite(e_mae)) and e_mae[0] != e_mae[1]
+
+
 @pytest.mark.slow
 def test_painn_trains_and_exports(dbs, tmp_path):
     out = tmp_path / "painn"

@@ -65,6 +65,7 @@ def main(argv=None) -> int:
     ap.add_argument("--hp", default="{}", help="JSON dict of hyperparameter overrides")
     ap.add_argument("--stride", type=int, default=1, help="every N-th train/val frame")
     ap.add_argument("--eval-stride", type=int, default=1, help="every N-th frame for the metrics")
+    ap.add_argument("--split", default="val", choices=["val", "test"], help="split for the table (default val)")
     ap.add_argument("--units", nargs="+", default=list(UNITS), choices=UNITS,
                     help="training energy units (default: all three)")
     ap.add_argument("--weightings", nargs="+", default=list(WEIGHTINGS), choices=WEIGHTINGS,
@@ -72,10 +73,10 @@ def main(argv=None) -> int:
                          "so one unit is enough once that is shown)")
     args = ap.parse_args(argv)
     rows = run_table(args.dbs, args.root, args.epochs, tuple(args.seeds),
-                     units=tuple(args.units), weightings=tuple(args.weightings),
+                     units=tuple(args.units), weightings=tuple(args.weightings), split=args.split,
                      hyperparameters=json.loads(args.hp), stride=args.stride,
                      eval_stride=args.eval_stride)
-    print(markdown(rows))
+    print(markdown(rows, args.split))
     return 0
 
 
