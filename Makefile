@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.pymotor-installed
 SOURCES := $(shell git ls-files csrc CMakeLists.txt pyproject.toml 2>/dev/null)
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: all install demo test test-all bench clean
+.PHONY: all install demo test test-all bench xtb-binary clean
 all: install
 
 $(VENV)/bin/python:
@@ -39,7 +39,15 @@ test: install
 test-all: install
 	$(PY) -m pytest -m "slow or not slow or cuda" $(PYTEST_ARGS)
 
-bench: install
+# The xTB benchmark's competitor is the source work's file-based route through the `xtb`
+# executable (Debian package `xtb`); installed here when missing and apt is usable as root,
+# otherwise that route is skipped with a message.
+xtb-binary:
+	@command -v xtb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	    && (apt-get install -y -q xtb >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q xtb >/dev/null)); } \
+	    || echo "note: no xtb executable (apt-get install xtb); the file-based xTB route will be skipped"
+
+bench: install xtb-binary
 	$(PY) -m pytest bench --benchmark-only --benchmark-autosave --benchmark-storage=.benchmarks \
 	    $$(ls .benchmarks/*/*.json >/dev/null 2>&1 && echo --benchmark-compare --benchmark-compare-fail=median:50%) $(BENCH_ARGS)
 
