@@ -252,6 +252,28 @@ def test_exported_model_through_pymotor_load_model(run, tmp_path):
         assert np.abs(f - ref["forces"].double().detach().numpy() * EV_PER_KCAL).max() <= 1e-5
 
 
+def test_evaluate_model_on_databases_equals_run_evaluation(run, dbs, tmp_path, capsys):
+    """An exported model scored through the C++ engine on the run's own split gives the
+    run's errors (float32 model vs Python model: ~1e-5 kcal/mol)."""
+    from pymotor.train import evaluate_model
+    from pymotor.train.cli import main
+
+    model = export(run, tmp_path / "m.pt")
+    ref = evaluate(run, "val", write=False)
+    res = evaluate_model(model, [dbs["eV"]], split="val")
+    assert res["n_frames"] == ref["n_frames"] and res["units"]["energy"] == "kcal/mol"
+    for prop in ("energy", "forces"):
+        for key in ("mae", "rmse", "mae_se"):
+            assert res[prop][key] == pytest.approx(ref[prop][key], rel=1e-3, abs=1e-4), (prop, key)
+    assert evaluate_model(model, dbs["eV"], split="val", stride=2)["n_frames"] == (ref["n_frames"] + 1) // 2
+    assert main(["evaluate", str(model), "--data", dbs["eV"], "--split", "val"]) == 0
+    assert f"val: {ref['n_frames']} frames" in capsys.readouterr().out
+    with pytest.raises(TrainingDataError, match="forces"):
+        evaluate_model(model, [dbs["noF"]])
+    with pytest.raises(ValueError, match="`split`"):
+        evaluate_model(model, [dbs["eV"]], split="validation")
+
+
 def test_exported_model_conserves_energy_in_nve(run, tmp_path):
     """A short NVE run_md with the exported model (offset in float64) conserves energy."""
     pymotor = pytest.importorskip("pymotor")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from .core import train
 from .data import TrainingDataError
-from .evaluate import evaluate, format_metrics, summarize_seeds
+from .evaluate import evaluate, evaluate_model, format_metrics, summarize_seeds
 from .export import export, read_metadata
 from .model import DEFAULT_HYPERPARAMETERS
 
-__all__ = ["train", "evaluate", "summarize_seeds", "export", "format_metrics", "read_metadata",
+__all__ = ["train", "evaluate", "evaluate_model", "summarize_seeds", "export", "format_metrics", "read_metadata",
            "TrainingDataError", "DEFAULT_HYPERPARAMETERS"]

@@ -55,8 +55,15 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
-    p = subparsers.add_parser("evaluate", help="MAE/RMSE ± SE of a run in kcal/mol and kcal/mol/Å")
-    p.add_argument("runs", nargs="+", help="run directory (several: mean ± SE across seeds)")
+    p = subparsers.add_parser(
+        "evaluate", help="MAE/RMSE ± SE of a run (or of exported models) in kcal/mol and kcal/mol/Å",
+        description="Errors of a training run on its own split; several runs: mean ± SE across "
+                    "them (seeds). With --data: errors of exported models (TorchScript files or "
+                    "shipped names such as cpnx-schnet) on the split frames of those databases.")
+    p.add_argument("runs", nargs="+", help="run directory (several: mean ± SE across seeds); "
+                                           "with --data: model files")
+    p.add_argument("--data", nargs="+", default=None, metavar="DB",
+                   help="reference databases (<stem>.db with <stem>_split.npz) to evaluate model files on")
     p.add_argument("--split", default="val", choices=["train", "val", "test"])
     p.add_argument("--stride", type=int, default=1, help="evaluate every STRIDE-th frame")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
@@ -98,8 +105,13 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .evaluate import evaluate, format_metrics, summarize_seeds
+    from .evaluate import evaluate, evaluate_model, format_metrics, summarize_seeds
 
+    if args.data:
+        for m in args.runs:
+            res = evaluate_model(m, args.data, split=args.split, stride=args.stride)
+            print(json.dumps(res, indent=2) if args.json else f"model {m}\n" + format_metrics(res))
+        return 0
     if len(args.runs) == 1:
         res = evaluate(args.runs[0], split=args.split, stride=args.stride)
     else:

@@ -28,7 +28,7 @@ import numpy as np
 
 from .data import FrameDataset, TrainingDataError, dumps, energy_conversion
 
-__all__ = ["evaluate", "summarize_seeds", "format_metrics", "error_statistics", "predict"]
+__all__ = ["evaluate", "evaluate_model", "summarize_seeds", "format_metrics", "error_statistics", "predict"]
 
 SE_METHOD = (
     "energy: over frames; forces: over Cartesian components, SE from per-frame means "
@@ -141,6 +141,80 @@ def evaluate(run_dir: Union[str, os.PathLike], split: str = "val", batch_size: i
     if write:
         (run_dir / f"metrics_{split}.json").write_text(dumps(res))
     return res
+
+
+def reference_frames(databases: Sequence[Union[str, os.PathLike]], split: str = "test", stride: int = 1):
+    """Atoms, energies (kcal/mol) and forces (kcal/mol/Å) of the `split` frames of databases.
+
+    Each database is checked and split as for training (its split file, e.g. the
+    ``<stem>_split.npz`` that `pymotor generate` writes, else the default split by time);
+    every `stride`-th frame of the split is taken.
+    """
+    from ase import Atoms
+
+    from .data import Frames, find_split_file, inspect_database, load_split, time_split
+
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"`split` must be 'train', 'val' or 'test', got {split!r}")
+    if int(stride) < 1:
+        raise ValueError(f"`stride` must be >= 1, got {stride!r}")
+    if isinstance(databases, (str, os.PathLike)):
+        databases = [databases]
+    atoms, energies, forces = [], [], []
+    for db in databases:
+        info = inspect_database(db, hash_file=False)
+        split_file = find_split_file(str(db))
+        idx = (load_split(split_file, info) if split_file else time_split(info.n_frames))[split]
+        frames = Frames(info, "kcal/mol")
+        for i in idx[:: int(stride)]:
+            atoms.append(Atoms(numbers=frames.Z[i], positions=frames.R[i]))
+            energies.append(frames.E[i])
+            forces.append(frames.F[i])
+    if not atoms:
+        raise TrainingDataError(f"the {split} split of {[str(d) for d in databases]} is empty")
+    shapes = {f.shape for f in forces}
+    if len(shapes) > 1:
+        raise TrainingDataError(f"`databases` hold molecules of different sizes {sorted(shapes)}")
+    return atoms, np.array(energies), np.array(forces)
+
+
+def evaluate_model(model, databases: Sequence[Union[str, os.PathLike]], split: str = "test",
+                   stride: int = 1, n_blocks: int = 10) -> dict:
+    """Errors of a deployed model on the `split` frames of reference databases, in kcal/mol.
+
+    ``evaluate`` scores a training run on its own split; this scores any exported model
+    (a TorchScript file, a shipped model name such as ``"cpnx-schnet"`` or a
+    :class:`pymotor.Model`) through pymotor's C++ engine, so that models trained on different
+    data can be compared on one common set of frames. Same statistics as ``evaluate``.
+    """
+    import pymotor
+
+    from pymotor import models as shipped
+
+    if isinstance(model, (str, os.PathLike)):
+        name = str(model)
+        model = pymotor.load_model(shipped.path(name) if name in shipped.available() else name)
+    atoms, e_ref, f_ref = reference_frames(databases, split, stride)
+    kcal_per_eV = energy_conversion("eV", "kcal/mol")
+    e = np.empty(len(atoms))
+    f = np.empty_like(f_ref)
+    for k, a in enumerate(atoms):
+        ek, fk = model.compute(a)
+        e[k], f[k] = ek * kcal_per_eV, fk * kcal_per_eV
+    de, df = e - e_ref, f - f_ref
+    return {
+        "model": str(getattr(model, "path", "")),
+        "databases": [str(d) for d in ([databases] if isinstance(databases, (str, os.PathLike)) else databases)],
+        "split": split,
+        "n_frames": int(len(atoms)),
+        "stride": int(stride),
+        "n_force_components": int(df.size),
+        "training_energy_unit": getattr(model, "energy_unit", "?"),
+        "units": {"energy": "kcal/mol", "forces": "kcal/mol/Angstrom"},
+        "energy": error_statistics(np.abs(de), de ** 2, n_blocks),
+        "forces": error_statistics(np.abs(df).mean(axis=(1, 2)), (df ** 2).mean(axis=(1, 2)), n_blocks),
+        "se_method": SE_METHOD,
+    }
 
 
 def _cached_or_evaluate(run_dir: Path, split: str, **kw) -> dict:
