@@ -45,3 +45,20 @@ def test_cpnx_schnet_conserves_energy_in_nve():
     # equipartition from a minimum: about half of the initial 300 K goes into potential energy
     # (measured: 123-130 K; Etot sd 1.2-1.6 meV against KE sd 93-103 meV for the models tried)
     assert 100.0 < traj.temperature[half:].mean() < 200.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("cpnx-schnet" not in models.available(), reason="cpnx-schnet not built yet")
+def test_cpnx_schnet_md_stability():
+    """Acceptance check for a shipped model: 12 NVT runs of 5 ps at 300 K (1 fs steps) from
+    the GFN2-xTB minimum; at most 2 may blow up (measured: the shipped model 1/12; the more
+    accurate fine-tuned models 6/12 to 11/12, which is why they are not shipped)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "md_stability", Path(__file__).parents[1] / "scripts" / "md_stability.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    failed = mod.blow_up_steps(str(models.path("cpnx-schnet")), runs=12, timestep_fs=1.0, time_fs=5000.0)
+    assert len(failed) <= 2, failed
