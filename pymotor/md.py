@@ -25,7 +25,14 @@ THERMOSTATS = ("nose-hoover", None)
 
 
 class MDError(RuntimeError):
-    """An MD run stopped (blew up, or the potential failed); frames before it are saved."""
+    """An MD run stopped (blew up, or the potential failed); frames before it are saved.
+
+    ``step`` is the MD step that failed (None when the start geometry is already bad).
+    """
+
+    def __init__(self, message: str, step: int | None = None):
+        super().__init__(message)
+        self.step = step
 
 
 def maxwell_boltzmann_velocities(masses, temperature_K: float, rng: np.random.Generator,
@@ -316,7 +323,7 @@ def run_md(model: Any, atoms: Atoms | Sequence[Atoms], steps: int = 5000, *, tim
             res = sim.run(n, int(interval), float(max_force_eV_per_A))
             emit(res)
             if res["failed"]:
-                error = res["error"]
+                error, failed_step = res["error"], int(res["failed_step"])
                 break
             save_states()
             remaining -= n
@@ -330,7 +337,8 @@ def run_md(model: Any, atoms: Atoms | Sequence[Atoms], steps: int = 5000, *, tim
                 w.close()
     if error is not None:
         saved = ", ".join(str(p) for p in paths if p is not None)
-        raise MDError(error + (f"; the frames before it are saved in {saved}" if saved else ""))
+        raise MDError(error + (f"; the frames before it are saved in {saved}" if saved else ""),
+                      step=failed_step)
 
     results = []
     for r in range(R):

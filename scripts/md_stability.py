@@ -1,6 +1,6 @@
 """How often NN MD of CPNX blows up: NVT runs from the GFN2-xTB minimum with seeded 300 K velocities.
 
-    python scripts/md_stability.py MODEL.pt [MODEL.pt ...] --runs 12 --timestep-fs 1.0 --time-fs 5000
+    python scripts/md_stability.py MODEL.pt|cpnx-schnet [...] --runs 12 --timestep-fs 1.0 --time-fs 5000
 
 A model with unphysical low-energy regions ("holes", e.g. a C-H distance collapsing) that
 the 300 K training data never sampled drives the molecule into them; `run_md` stops such a
@@ -17,7 +17,10 @@ import sys
 
 def blow_up_steps(model_path: str, runs: int, timestep_fs: float, time_fs: float, temperature_K: float = 300.0):
     import pymotor
+    from pymotor import models
 
+    if model_path in models.available():  # a shipped model's name, e.g. cpnx-schnet
+        model_path = models.path(model_path)
     model = pymotor.load_model(model_path, backend="auto")
     steps = int(round(time_fs / timestep_fs))
     failed = []
@@ -26,7 +29,7 @@ def blow_up_steps(model_path: str, runs: int, timestep_fs: float, time_fs: float
             pymotor.run_md(model, pymotor.data.cpnx(), steps=steps, timestep_fs=timestep_fs,
                            temperature_K=temperature_K, seed=100 + k)
         except pymotor.MDError as exc:
-            failed.append(int(str(exc).split("step ")[1].split(" ")[0]))
+            failed.append(exc.step)
     return sorted(failed)
 
 

@@ -71,8 +71,9 @@ def test_killed_run_resumes_and_loses_nothing(cluster, tmp_path):
             super().calculate(*a, **k)
 
     kw = dict(steps=400, timestep_fs=4.0, temperature_K=40.0, seed=3, chunk_steps=50, trajectory=path)
-    with pytest.raises(MDError, match="at step 230"):
+    with pytest.raises(MDError, match="at step 230") as exc:
         pymotor.run_md(Dying(epsilon=0.0104, sigma=3.4, rc=8.5, smooth=False), cluster, **kw)
+    assert exc.value.step == 230
     saved = pymotor.read_trajectory(path)
     assert saved.step[-1] == 229  # every frame before the failure is on disk
     resumed = pymotor.run_md(LennardJones(epsilon=0.0104, sigma=3.4, rc=8.5, smooth=False), cluster,
@@ -114,11 +115,12 @@ def test_blow_up_names_step_and_keeps_frames(cluster, tmp_path):
     """Velocity Verlet is unstable for omega*dt > 2: the amplitude grows until the force limit."""
     path = tmp_path / "boom.h5"
     pot = pymotor.HarmonicPotential(10.0, cluster.positions)  # omega = 0.049 rad/fs for Ar
-    with pytest.raises(MDError, match=r"blew up at step \d+.*exceeds max_force_eV_per_A=5.*saved in"):
+    with pytest.raises(MDError, match=r"blew up at step \d+.*exceeds max_force_eV_per_A=5.*saved in") as exc:
         pymotor.run_md(pot, cluster, steps=500, timestep_fs=60.0, thermostat=None, temperature_K=300.0,
                        trajectory=path, max_force_eV_per_A=5.0, chunk_steps=10)
     t = pymotor.read_trajectory(path)
     assert len(t) >= 1 and np.all(np.isfinite(t.positions))
+    assert exc.value.step == t.step[-1] + 1 and f"blew up at step {exc.value.step} " in str(exc.value)
     with h5py.File(path) as f:
         assert "pymotor/state" in f
 
@@ -126,8 +128,9 @@ def test_blow_up_names_step_and_keeps_frames(cluster, tmp_path):
 def test_start_geometry_checks(cluster):
     bad = cluster.copy()
     bad.positions[1] = bad.positions[0] + 0.5  # atoms on top of each other
-    with pytest.raises(MDError, match="start force component"):
+    with pytest.raises(MDError, match="start force component") as exc:
         pymotor.run_md(pymotor.LennardJonesPotential(**LJ), bad, steps=10)
+    assert exc.value.step is None
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -120,6 +120,7 @@ class Simulation {
     py::dict d;
     d["steps_done"] = res.steps_done;
     d["failed"] = res.failed;
+    d["failed_step"] = res.failed_step;
     d["error"] = res.error;
     d["step"] = to_numpy(buf.step, {F});
     d["time_fs"] = to_numpy(buf.time_fs, {F});

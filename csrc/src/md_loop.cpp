@@ -41,6 +41,7 @@ ChunkResult run_chunk(State& s, Integrator& integ, int64_t n_steps, int64_t inte
       integ.step(s);
     } catch (const std::exception& e) {
       res.failed = true;
+      res.failed_step = s.step + 1;
       std::ostringstream msg;
       msg << "force evaluation failed at step " << s.step + 1 << " (t = " << s.time_fs + integ.timestep_fs()
           << " fs): " << e.what();
@@ -68,6 +69,7 @@ ChunkResult run_chunk(State& s, Integrator& integ, int64_t n_steps, int64_t inte
     }
     if (bad) {
       res.failed = true;
+      res.failed_step = s.step;
       std::ostringstream msg;
       msg << "MD blew up at step " << s.step << " (t = " << s.time_fs << " fs): " << why.str();
       res.error = msg.str();

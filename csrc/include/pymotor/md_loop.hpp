@@ -22,6 +22,7 @@ struct FrameBuffer {
 struct ChunkResult {
   int64_t steps_done = 0;
   bool failed = false;
+  int64_t failed_step = -1;  // the MD step that failed (when failed)
   std::string error;  // names the step at which the run blew up
 };
 
