@@ -19,9 +19,7 @@ def blow_up_steps(model_path: str, runs: int, timestep_fs: float, time_fs: float
     import pymotor
     from pymotor import models
 
-    if model_path in models.available():  # a shipped model's name, e.g. cpnx-schnet
-        model_path = models.path(model_path)
-    model = pymotor.load_model(model_path, backend="auto")
+    model = pymotor.load_model(models.resolve(model_path), backend="auto")
     steps = int(round(time_fs / timestep_fs))
     failed = []
     for k in range(runs):

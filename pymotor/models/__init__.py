@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List
 
-__all__ = ["MODEL_DIR", "available", "path", "load", "card"]
+__all__ = ["MODEL_DIR", "available", "path", "resolve", "load", "card"]
 
 #: folder holding the shipped model files
 MODEL_DIR = Path(__file__).resolve().parent
@@ -37,6 +37,11 @@ def path(name: str) -> Path:
             "(data/T300) exists, or export your own with `pymotor export RUN --out FILE.pt`"
         )
     return p
+
+
+def resolve(name_or_path) -> Path:
+    """The shipped model's file when `name_or_path` names one (e.g. ``"cpnx-schnet"``), else the path."""
+    return path(str(name_or_path)) if str(name_or_path) in available() else Path(name_or_path)
 
 
 def load(name: str = "cpnx-schnet", device: str | None = None):

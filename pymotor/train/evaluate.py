@@ -60,6 +60,20 @@ def error_statistics(per_frame_abs: np.ndarray, per_frame_sq: np.ndarray, n_bloc
     return out
 
 
+def _error_summary(de, dfs, n_blocks: int) -> dict:
+    """Error statistics from energy errors `de` (kcal/mol, one per frame) and force errors
+    `dfs` (kcal/mol/Å, one array per frame)."""
+    de = np.asarray(de)
+    return {
+        "n_force_components": int(sum(d.size for d in dfs)),
+        "units": {"energy": "kcal/mol", "forces": "kcal/mol/Angstrom"},
+        "energy": error_statistics(np.abs(de), de ** 2, n_blocks),
+        "forces": error_statistics(np.array([np.abs(d).mean() for d in dfs]),
+                                   np.array([(d ** 2).mean() for d in dfs]), n_blocks),
+        "se_method": SE_METHOD,
+    }
+
+
 def _load_python_model(run_dir: Path, device: str = "cpu"):
     import torch
 
@@ -120,20 +134,13 @@ def evaluate(run_dir: Union[str, os.PathLike], split: str = "val", batch_size: i
     E_ref = ds.energies()
     F_ref = [fr.F[i] for fr, idx in ds.parts for i in idx]
     c = energy_conversion(unit, "kcal/mol")
-    de = (E_pred - E_ref) * c
-    fa = np.array([np.abs(fp - fr).mean() * c for fp, fr in zip(F_pred, F_ref)])
-    fs = np.array([((fp - fr) ** 2).mean() * c * c for fp, fr in zip(F_pred, F_ref)])
     res = {
         "run_dir": str(run_dir),
         "split": split,
         "n_frames": int(len(ds)),
         "stride": int(stride),
-        "n_force_components": int(sum(f.size for f in F_ref)),
         "training_energy_unit": unit,
-        "units": {"energy": "kcal/mol", "forces": "kcal/mol/Angstrom"},
-        "energy": error_statistics(np.abs(de), de ** 2, n_blocks),
-        "forces": error_statistics(fa, fs, n_blocks),
-        "se_method": SE_METHOD,
+        **_error_summary((E_pred - E_ref) * c, [(fp - fr) * c for fp, fr in zip(F_pred, F_ref)], n_blocks),
         "global_step": cfg.get("global_step"),
         "evaluated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model_mtime": os.path.getmtime(run_dir / "best_model.pt"),
@@ -141,6 +148,11 @@ def evaluate(run_dir: Union[str, os.PathLike], split: str = "val", batch_size: i
     if write:
         (run_dir / f"metrics_{split}.json").write_text(dumps(res))
     return res
+
+
+def _as_list(databases) -> list:
+    """One database path or a sequence of them, as a list."""
+    return [databases] if isinstance(databases, (str, os.PathLike)) else list(databases)
 
 
 def reference_frames(databases: Sequence[Union[str, os.PathLike]], split: str = "test", stride: int = 1):
@@ -158,8 +170,7 @@ def reference_frames(databases: Sequence[Union[str, os.PathLike]], split: str = 
         raise ValueError(f"`split` must be 'train', 'val' or 'test', got {split!r}")
     if int(stride) < 1:
         raise ValueError(f"`stride` must be >= 1, got {stride!r}")
-    if isinstance(databases, (str, os.PathLike)):
-        databases = [databases]
+    databases = _as_list(databases)
     atoms, energies, forces = [], [], []
     for db in databases:
         info = inspect_database(db, hash_file=False)
@@ -188,32 +199,25 @@ def evaluate_model(model, databases: Sequence[Union[str, os.PathLike]], split: s
     data can be compared on one common set of frames. Same statistics as ``evaluate``.
     """
     import pymotor
-
-    from pymotor import models as shipped
+    from pymotor import models
 
     if isinstance(model, (str, os.PathLike)):
-        name = str(model)
-        model = pymotor.load_model(shipped.path(name) if name in shipped.available() else name)
+        model = pymotor.load_model(models.resolve(model))
+    databases = _as_list(databases)
     atoms, e_ref, f_ref = reference_frames(databases, split, stride)
     kcal_per_eV = energy_conversion("eV", "kcal/mol")
     e = np.empty(len(atoms))
     f = np.empty_like(f_ref)
     for k, a in enumerate(atoms):
-        ek, fk = model.compute(a)
-        e[k], f[k] = ek * kcal_per_eV, fk * kcal_per_eV
-    de, df = e - e_ref, f - f_ref
+        e[k], f[k] = model.compute(a)  # eV, eV/Å
     return {
         "model": str(getattr(model, "path", "")),
-        "databases": [str(d) for d in ([databases] if isinstance(databases, (str, os.PathLike)) else databases)],
+        "databases": [str(d) for d in databases],
         "split": split,
         "n_frames": int(len(atoms)),
         "stride": int(stride),
-        "n_force_components": int(df.size),
         "training_energy_unit": getattr(model, "energy_unit", "?"),
-        "units": {"energy": "kcal/mol", "forces": "kcal/mol/Angstrom"},
-        "energy": error_statistics(np.abs(de), de ** 2, n_blocks),
-        "forces": error_statistics(np.abs(df).mean(axis=(1, 2)), (df ** 2).mean(axis=(1, 2)), n_blocks),
-        "se_method": SE_METHOD,
+        **_error_summary(e * kcal_per_eV - e_ref, list(f * kcal_per_eV - f_ref), n_blocks),
     }
 
 
