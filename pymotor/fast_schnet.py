@@ -2,7 +2,9 @@
 
 The weights of a TorchScript file in SchNetPack's deployed format (``pymotor export`` or
 ``spkdeploy``) are read here, the architecture is checked against SchNetPack 2.2's
-``NeuralNetworkPotential(SchNet, Atomwise[, ScaleProperty], Forces)``, and everything is handed
+``NeuralNetworkPotential(SchNet, Atomwise[, ScaleProperty][, ZBLRepulsionEnergy, Aggregation], Forces)``
+(the optional ZBL repulsive prior of ``pymotor train --prior zbl`` is evaluated per pair in
+double precision), and everything is handed
 to ``pymotor._core.FastSchNetModel``, which
 
 * tabulates each interaction's continuous filter W_t(r) = Dense2(act(Dense1(rbf(r)))) * fcut(r)
@@ -74,7 +76,8 @@ def read_schnet_weights(module) -> dict:
 
     ``module`` is a loaded TorchScript module (``torch.jit.load``). Raises
     :class:`UnsupportedModelError` for anything but NeuralNetworkPotential(PairwiseDistances ->
-    SchNet(nn.Embedding, GaussianRBF, CosineCutoff) -> Atomwise(sum) [-> ScaleProperty] -> Forces).
+    SchNet(nn.Embedding, GaussianRBF, CosineCutoff) -> Atomwise(sum) [-> ScaleProperty]
+    [-> ZBLRepulsionEnergy -> Aggregation] -> Forces).
     """
     root = _name(module)
     if root != "NeuralNetworkPotential":
@@ -134,9 +137,13 @@ def read_schnet_weights(module) -> dict:
 
     outs = _children(module.output_modules)
     names = [_name(c) for c in outs]
+    zbl = None
+    if names[-3:-1] == ["ZBLRepulsionEnergy", "Aggregation"]:
+        zbl = _zbl(outs[-3], outs[-2])
+        outs, names = outs[:-3] + outs[-1:], names[:-3] + names[-1:]
     if names not in (["Atomwise", "Forces"], ["Atomwise", "ScaleProperty", "Forces"]):
         raise UnsupportedModelError(f"output modules {names} are not supported (expected Atomwise, optionally "
-                                    "ScaleProperty, then Forces)")
+                                    "ScaleProperty, optionally ZBLRepulsionEnergy + Aggregation, then Forces)")
     aw = outs[0]
     if aw.output_key != "energy" or aw.aggregation_mode != "sum":
         raise UnsupportedModelError(f"Atomwise output {aw.output_key!r} with aggregation {aw.aggregation_mode!r} is "
@@ -167,7 +174,37 @@ def read_schnet_weights(module) -> dict:
         "readout": readout,
         "energy_scale": scale,
         "postprocessor_offsets": offsets,
+        "zbl": zbl,
     }
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, x)
+
+
+def _zbl(zbl, agg) -> dict:
+    """Parameters of SchNetPack's ZBLRepulsionEnergy (after softplus and normalisation) summed into the
+    energy by an Aggregation; its cutoff function None, CosineCutoff or SwitchFunction."""
+    if list(agg.keys) != ["energy", zbl.output_key] or agg.output_key != "energy":
+        raise UnsupportedModelError(f"Aggregation of {list(agg.keys)} into {agg.output_key!r} is not supported "
+                                    f"(expected ['energy', {zbl.output_key!r}] into 'energy')")
+    sp = {k: _softplus(getattr(zbl, k).detach().double().numpy().ravel())
+          for k in ("a_pow", "a_div", "coefficients", "exponents")}
+    out = {"ke": float(zbl.ke.detach().double().numpy().ravel()[0]), "a_pow": float(sp["a_pow"][0]),
+           "a_div": float(sp["a_div"][0]), "coefficients": sp["coefficients"] / np.sum(np.abs(sp["coefficients"])),
+           "exponents": sp["exponents"], "switch": "none"}
+    fn = getattr(zbl, "cutoff_fn", None)
+    if fn is not None:
+        kind = _name(fn)
+        if kind == "CosineCutoff":
+            out.update(switch="cosine", r_off=float(fn.cutoff.detach().double().numpy().ravel()[0]))
+        elif kind == "SwitchFunction":
+            out.update(switch="switch", r_on=float(fn.switch_on.detach().double().numpy().ravel()[0]),
+                       r_off=float(fn.switch_off.detach().double().numpy().ravel()[0]))
+        else:
+            raise UnsupportedModelError(f"ZBL cutoff function {kind} is not supported (None, CosineCutoff or "
+                                        "SwitchFunction)")
+    return out
 
 
 def _postprocessor_offset(offsets: list, atomic_numbers) -> float:
@@ -266,15 +303,27 @@ class FastSchNetModel(Model):
 
     def _check_against_torchscript(self) -> None:
         pos, numbers = _test_molecule(self.elements)
-        e_ts, f_ts = Model.potential(self, numbers).compute(pos[None])
-        e_fa, f_fa = self.potential(numbers).compute(pos[None])
-        de = abs(float(e_ts[0] - e_fa[0]))
-        df = float(np.abs(f_ts - f_fa).max())
-        self.check_report = {"max_abs_dE_eV": de, "max_abs_dF_eV_per_A": df}
-        # the TorchScript model adds in-file offsets in float32: allow for their rounding
-        e_tol = 1e-4 + 1e-5 * abs(float(e_ts[0] - self.energy_offset_eV(numbers)))
-        f_tol = 1e-3 + 1e-4 * float(np.abs(f_ts).max())
-        if not (de <= e_tol and df <= f_tol):
+        geometries = [pos]
+        zbl = self.weights.get("zbl")
+        if zbl is not None:  # one pair inside the prior's range, where the repulsion is switched on
+            r = 0.5 * (zbl.get("r_on", 0.0) + zbl["r_off"]) if zbl["switch"] != "none" else 0.7
+            close = pos.copy()
+            u = (pos[1] - pos[0]) / np.linalg.norm(pos[1] - pos[0])
+            close[1] = pos[0] + r * self.length_unit_A * u
+            geometries.append(close)
+        de = df = 0.0
+        ok = True
+        for g in geometries:
+            e_ts, f_ts = Model.potential(self, numbers).compute(g[None])
+            e_fa, f_fa = self.potential(numbers).compute(g[None])
+            de_g, df_g = abs(float(e_ts[0] - e_fa[0])), float(np.abs(f_ts - f_fa).max())
+            de, df = max(de, de_g), max(df, df_g)
+            # the TorchScript model adds in-file offsets in float32: allow for their rounding
+            e_tol = 1e-4 + 1e-5 * abs(float(e_ts[0] - self.energy_offset_eV(numbers)))
+            f_tol = 1e-3 + 1e-4 * float(np.abs(f_ts).max())
+            ok = ok and de_g <= e_tol and df_g <= f_tol
+        self.check_report = {"max_abs_dE_eV": de, "max_abs_dF_eV_per_A": df, "n_geometries": len(geometries)}
+        if not ok:
             raise UnsupportedModelError(
                 f"the fast SchNet evaluator disagrees with the TorchScript model of {self.path.name} on a test "
                 f"molecule (|dE| = {de:.3g} eV, max |dF| = {df:.3g} eV/A): the file holds a SchNet variant the "

@@ -481,3 +481,103 @@ def test_painn_trains_and_exports(dbs, tmp_path):
     assert val[-1] < val[0]
     md = read_metadata(export(out, tmp_path / "painn.pt"))
     assert md["architecture"] == "painn"
+
+
+def _zbl_lammps_eV(z_i, z_j, r_A):
+    """ZBL universal screened nuclear repulsion (LAMMPS pair_zbl; Ziegler, Biersack, Littmark 1985), eV."""
+    a = 0.46850 / (z_i ** 0.23 + z_j ** 0.23)
+    x = r_A / a
+    phi = (0.18175 * np.exp(-3.19980 * x) + 0.50986 * np.exp(-0.94229 * x)
+           + 0.28022 * np.exp(-0.40290 * x) + 0.02817 * np.exp(-0.20162 * x))
+    return 14.399645 * z_i * z_j / r_A * phi
+
+
+def test_zbl_prior_added_on_fine_tuning_gives_the_repulsive_wall(run, dbs, tmp_path):
+    """`--prior zbl` on a plain run: the ZBL wall below 0.9 Å, nothing changed where the data are."""
+    from pymotor.fast_schnet import FastSchNetModel
+    from pymotor.train.cli import main
+
+    import pymotor
+
+    out = tmp_path / "zbl"
+    assert main(["train", dbs["eV_b"], "--out", str(out), "--energy-unit", "kcal/mol", "--epochs", "1",
+                 "--init-from", str(run), "--prior", "zbl", "--no-progress",
+                 "--hp", "n_atom_basis=32", "--hp", "n_interactions=2"]) == 0
+    hp = json.loads((out / "run.json").read_text())["config"]["hyperparameters"]
+    assert (hp["prior"], hp["prior_switch_on"], hp["prior_switch_off"]) == ("zbl", 0.4, 0.9)
+    path = export(out, tmp_path / "zbl.pt", metrics=False)
+    assert read_metadata(path)["card"]["hyperparameters"]["prior"] == "zbl"
+    fast = pymotor.load_model(path, backend="auto")  # the fast backend evaluates the prior too
+    assert isinstance(fast, FastSchNetModel) and fast.check_report["n_geometries"] == 2
+    ts = pymotor.load_model(path, backend="torchscript")
+
+    # without the prior (same weights): the difference is the analytic ZBL term times the switch
+    python_model = torch.load(out / "best_model.pt", weights_only=False)
+    assert [type(m).__name__ for m in python_model.output_modules] == [
+        "Atomwise", "ZBLRepulsionEnergy", "Aggregation", "Forces"]
+    plain_dir = tmp_path / "plain"
+    shutil.copytree(out, plain_dir)
+    mods = list(python_model.output_modules)
+    python_model.output_modules = torch.nn.ModuleList([mods[0], mods[3]])
+    torch.save(python_model, plain_dir / "best_model.pt")
+    cfg = json.loads((plain_dir / "run.json").read_text())
+    cfg["config"]["hyperparameters"]["prior"] = None
+    (plain_dir / "run.json").write_text(json.dumps(cfg))
+    plain = pymotor.load_model(export(plain_dir, tmp_path / "plain.pt", metrics=False), backend="torchscript")
+
+    atoms = _ethanol()
+    z = atoms.numbers
+    h = 3 + int(np.argmax(z[3:] == 1))
+    d = atoms.get_distances(h, range(len(z)))
+    d[h] = np.inf
+    c = int(np.argmin(d))
+    u = (atoms.positions[h] - atoms.positions[c]) / d[c]
+    from schnetpack.nn import SwitchFunction
+    sw = SwitchFunction(0.4, 0.9)
+    rows = []
+    for r in (0.3, 0.5, 0.65, 0.8, 0.95, d[c]):
+        a = atoms.copy()
+        a.positions[h] = atoms.positions[c] + r * u
+        e_fast, f_fast = fast.compute(a)
+        e_ts, f_ts = ts.compute(a)
+        e_plain, _ = plain.compute(a)
+        pair = a.get_all_distances()[np.triu_indices(len(z), 1)]
+        zi, zj = np.triu_indices(len(z), 1)
+        expect = sum(_zbl_lammps_eV(z[i], z[j], rr) * float(sw(torch.tensor([rr]))[0])
+                     for i, j, rr in zip(zi, zj, pair) if rr < 0.9)
+        # LAMMPS' 0.46850 Å vs SchNetPack's 0.8854 bohr = 0.468514 Å in the screening length: ~1e-4 relative
+        assert abs((e_ts - e_plain) - expect) <= 1e-3 + 2e-4 * expect
+        assert abs(e_fast - e_ts) <= 1e-4 + 1e-6 * abs(expect)
+        assert np.abs(f_fast - f_ts).max() <= 1e-4 * max(1.0, np.abs(f_ts).max())
+        rows.append(e_ts - e_plain)
+    assert rows[-1] == 0.0 and rows[-2] == 0.0  # above 0.9 Å: the model is unchanged
+    assert rows[0] > rows[1] > rows[2] > rows[3] > 0  # a monotonic wall
+    assert rows[1] > 20.0  # C-H at 0.5 Å: ~26 eV (GFN2-xTB 28 eV on CPNX)
+
+    # the fast backend's forces are -dE/dx inside the switch
+    a = atoms.copy()
+    a.positions[h] = atoms.positions[c] + 0.6 * u
+    f = fast.compute(a)[1]
+    eps = 1e-4
+    for k in range(3):
+        ap, am = a.copy(), a.copy()
+        ap.positions[h, k] += eps
+        am.positions[h, k] -= eps
+        num = -(fast.compute(ap)[0] - fast.compute(am)[0]) / (2 * eps)
+        assert abs(num - f[h, k]) <= 2e-3 * max(1.0, abs(f[h, k]))
+
+
+def test_runs_written_before_the_prior_option_resume_without_it(dbs, tmp_path):
+    old = tmp_path / "old"
+    train(dbs["eV_b"], old, energy_unit="eV", epochs=1, progress=False, hyperparameters=HP)
+    cfg = json.loads((old / "run.json").read_text())
+    for k in ("prior", "prior_switch_on", "prior_switch_off"):  # as a run.json of an earlier version
+        cfg["config"]["hyperparameters"].pop(k)
+    (old / "run.json").write_text(json.dumps(cfg))
+    res = train(dbs["eV_b"], old, energy_unit="eV", epochs=2, progress=False, hyperparameters=HP)
+    assert res["epoch"] == 2
+    with pytest.raises(ValueError, match=r"`prior` must be one of"):
+        train(dbs["eV"], tmp_path / "p", epochs=1, hyperparameters={"prior": "lj"})
+    with pytest.raises(ValueError, match=r"prior_switch_on"):
+        train(dbs["eV"], tmp_path / "p", epochs=1, hyperparameters={"prior": "zbl", "prior_switch_on": 1.0,
+                                                                     "prior_switch_off": 0.5})

@@ -67,6 +67,34 @@ SchNetWeights weights_from_dict(const py::dict& d) {
   py::list ro = d["readout"];
   for (size_t l = 0; l < ro.size(); ++l) w.readout.push_back(dense(ro[l], "readout layer " + std::to_string(l)));
   w.energy_scale = py::cast<double>(d["energy_scale"]);
+  if (d.contains("zbl") && !d["zbl"].is_none()) {
+    py::dict z = d["zbl"];
+    ZBLWeights& b = w.zbl;
+    b.enabled = true;
+    b.ke = py::cast<double>(z["ke"]);
+    b.a_pow = py::cast<double>(z["a_pow"]);
+    b.a_div = py::cast<double>(z["a_div"]);
+    const std::vector<double> c = vec(z["coefficients"]), e = vec(z["exponents"]);
+    if (c.size() != 4 || e.size() != 4) throw std::invalid_argument("zbl: coefficients and exponents need 4 values each");
+    for (int k = 0; k < 4; ++k) b.coefficients[k] = c[k], b.exponents[k] = e[k];
+    const std::string sw = py::cast<std::string>(z["switch"]);
+    if (sw == "none") {
+      b.switch_type = PairSwitch::None;
+    } else if (sw == "cosine") {
+      b.switch_type = PairSwitch::Cosine;
+      b.r_off = py::cast<double>(z["r_off"]);
+      if (!(b.r_off > 0.0)) throw std::invalid_argument("zbl: the cosine cutoff must be positive");
+    } else if (sw == "switch") {
+      b.switch_type = PairSwitch::Switch;
+      b.r_on = py::cast<double>(z["r_on"]);
+      b.r_off = py::cast<double>(z["r_off"]);
+      if (!(b.r_off > b.r_on)) throw std::invalid_argument("zbl: switch_off must be above switch_on");
+    } else {
+      throw std::invalid_argument("zbl: switch must be 'none', 'cosine' or 'switch', got '" + sw + "'");
+    }
+    if (b.switch_type != PairSwitch::None && b.r_off > w.cutoff * (1.0 + 1e-12))
+      throw std::invalid_argument("zbl: the prior's range exceeds the model cutoff (pairs beyond it are not listed)");
+  }
   return w;
 }
 

@@ -222,6 +222,37 @@ void check_dense(const DenseLayer& d, int n_in, int n_out, const std::string& wh
 
 }  // namespace
 
+// ---- the ZBL prior ---------------------------------------------------------------------------
+
+void ZBLWeights::pair(int z_i, int z_j, double r, double& e, double& dedr) const {
+  e = dedr = 0.0;
+  if (!enabled || !(r > 0.0)) return;
+  double f = 1.0, df = 0.0;
+  if (switch_type == PairSwitch::Cosine) {
+    if (r >= r_off) return;
+    f = 0.5 * (std::cos(kPi * r / r_off) + 1.0);
+    df = -0.5 * kPi / r_off * std::sin(kPi * r / r_off);
+  } else if (switch_type == PairSwitch::Switch) {
+    const double w = r_off - r_on, x = (r - r_on) / w;
+    if (x >= 1.0) return;
+    if (x > 0.0) {  // SchNetPack's SwitchFunction: f = fm / (fp + fm), fp = exp(-1/x), fm = exp(-1/(1-x))
+      const double fp = std::exp(-1.0 / x), fm = std::exp(-1.0 / (1.0 - x)), s = fp + fm;
+      f = fm / s;
+      df = -fp * fm * (1.0 / (x * x) + 1.0 / ((1.0 - x) * (1.0 - x))) / (s * s) / w;
+    }
+  }
+  const double a = (std::pow(static_cast<double>(z_i), a_pow) + std::pow(static_cast<double>(z_j), a_pow)) * a_div;
+  double scr = 0.0, dscr = 0.0;
+  for (int k = 0; k < 4; ++k) {
+    const double t = coefficients[k] * std::exp(-exponents[k] * a * r);
+    scr += t;
+    dscr -= exponents[k] * a * t;
+  }
+  const double q = ke * z_i * z_j / r;  // Coulomb part
+  e = q * scr * f;
+  dedr = q * (-scr * f / r + dscr * f + scr * df);
+}
+
 // ---- dtype-specific parts of the model ---------------------------------------------------
 
 template <typename T>
@@ -737,7 +768,7 @@ void FastSchNetPotential::compute(const double* x, int R, int N, double* e, doub
     std::vector<int64_t> zc(M);
     for (int i = 0; i < M; ++i) zc[i] = z_[i % N];
     std::vector<double> eblock(r1 - r0);
-    const std::vector<double>* dedr;
+    std::vector<double>* dedr;
     if (impl.f32) {
       w.f32.resize(*impl.f32, M, P);
       evaluate_block<float>(*impl.f32, w.f32, M, zc.data(), P, w.pi.data(), w.pj.data(), w.r.data(), r1 - r0, N,
@@ -748,6 +779,17 @@ void FastSchNetPotential::compute(const double* x, int R, int N, double* e, doub
       evaluate_block<double>(*impl.f64, w.f64, M, zc.data(), P, w.pi.data(), w.pj.data(), w.r.data(), r1 - r0, N,
                              eblock.data());
       dedr = &w.f64.dedr;
+    }
+    const ZBLWeights& zbl = model_->weights().zbl;
+    if (zbl.enabled) {  // the repulsive prior, in double, on the same half pairs
+      std::vector<double>& g = *dedr;
+      for (int q = 0; q < P; ++q) {
+        if (zbl.switch_type != PairSwitch::None && w.r[q] >= zbl.r_off) continue;
+        double ez, dz;
+        zbl.pair(static_cast<int>(zc[w.pi[q]]), static_cast<int>(zc[w.pj[q]]), w.r[q], ez, dz);
+        eblock[w.pi[q] / N] += ez;
+        g[q] += dz;
+      }
     }
     for (int r = r0; r < r1; ++r) e[r] = eblock[r - r0] * energy_unit_eV_ + offset_eV_;
     double* fc = f + 3 * a0;

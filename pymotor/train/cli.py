@@ -44,6 +44,9 @@ def register(subparsers) -> None:
     p.add_argument("--weighting", default="fixed", choices=["fixed", "variance"],
                    help="'variance': unit-invariant (each MSE divided by its training-set variance)")
     p.add_argument("--init-from", default=None, metavar="RUN", help="fine-tune from this run's best model")
+    p.add_argument("--prior", default=None, choices=["none", "zbl"],
+                   help="short-range repulsive prior: zbl = ZBL screened nuclear repulsion, full below 0.4 Å "
+                        "and switched off above 0.9 Å (set with --hp prior_switch_on=.. prior_switch_off=..)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda[:i]")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--max-time", type=float, default=None, metavar="HOURS",
@@ -90,6 +93,12 @@ def _parse_hp(items: List[str]) -> dict:
     return hp
 
 
+def _with_prior(hp: dict, prior) -> dict:
+    if prior is not None:
+        hp["prior"] = None if prior == "none" else prior
+    return hp
+
+
 def _train(args) -> int:
     from .core import train
 
@@ -97,7 +106,7 @@ def _train(args) -> int:
                 batch_size=args.batch_size, seed=args.seed, loss_weights=args.loss_weights,
                 weighting=args.weighting, init_from=args.init_from, device=args.device,
                 progress=not args.no_progress, num_threads=args.threads,
-                hyperparameters=_parse_hp(args.hp), stride=args.stride,
+                hyperparameters=_with_prior(_parse_hp(args.hp), args.prior), stride=args.stride,
                 max_time_s=None if args.max_time is None else args.max_time * 3600.0)
     print(f"{res['run_dir']}: epoch {res['epoch']}, step {res['global_step']}, best val loss "
           f"{res['best_val_loss']}, {res['wall_time_s']:.0f} s ({res['stop_reason']})")

@@ -37,7 +37,7 @@ from .data import (
     load_split,
     time_split,
 )
-from .model import DEFAULT_HYPERPARAMETERS
+from .model import DEFAULT_HYPERPARAMETERS, LEGACY_HYPERPARAMETERS, check_prior
 
 __all__ = ["RUN_FORMAT", "train", "read_run", "lightning_warning_filters", "quiet_lightning"]
 
@@ -117,6 +117,10 @@ def read_run(run_dir: Union[str, os.PathLike]) -> dict:
             f"(format {fmt!r}, this version reads {RUN_FORMAT!r}); start a new run directory "
             "or use the matching pymotor version"
         )
+    hp = cfg.get("config", {}).get("hyperparameters")
+    if isinstance(hp, dict):  # runs written before a hyperparameter existed had its legacy value
+        for k, v in LEGACY_HYPERPARAMETERS.items():
+            hp.setdefault(k, v)
     return cfg
 
 
@@ -293,6 +297,9 @@ def train(
         if k not in hp:
             raise ValueError(f"unknown hyperparameter {k!r}; known: {', '.join(hp)}")
         hp[k] = v
+    if isinstance(hp["prior"], str) and hp["prior"].lower() in ("none", ""):
+        hp["prior"] = None
+    check_prior(hp)
     dev = _resolve_device(device)
     if num_threads is not None:
         torch.set_num_threads(int(num_threads))
@@ -555,11 +562,16 @@ def _fit(cfg, run_dir, infos, frames, atomrefs, mean_per_atom, norm, hp, dev, pr
         raise TrainingDataError("the validation set is empty")
 
     pl.seed_everything(int(c["seed"]), workers=True, verbose=False)
-    net = build_model(c["model"], hp, ar_t, mean_per_atom, energy_scale=float(norm["energy_scale"]))
+    net = build_model(c["model"], hp, ar_t, mean_per_atom, energy_scale=float(norm["energy_scale"]),
+                      energy_unit=c["energy_unit"])
     if init_dir is not None and not resume:
         src = torch.load(Path(init_dir) / "best_model.pt", map_location="cpu", weights_only=False)
         missing, unexpected = net.load_state_dict(src.state_dict(), strict=False)
-        bad = [k for k in list(missing) + list(unexpected) if not k.startswith("postprocessors.")]
+        # a prior added on fine-tuning keeps its own (fixed) parameters
+        prior_keys = {f"output_modules.{i}.{k}" for i, m in enumerate(net.output_modules)
+                      if type(m).__name__ == "ZBLRepulsionEnergy" for k in m.state_dict()}
+        bad = [k for k in list(missing) + list(unexpected)
+               if not k.startswith("postprocessors.") and k not in prior_keys]
         if bad:
             raise TrainingDataError(f"`init_from` model does not match this architecture: {bad[:5]}")
 

@@ -1,4 +1,13 @@
-"""SchNetPack models for pymotor: SchNet (default) or PaiNN energy model with forces as -dE/dR."""
+"""SchNetPack models for pymotor: SchNet (default) or PaiNN energy model with forces as -dE/dR.
+
+Optionally with a short-range repulsive prior (``prior="zbl"``): the universal screened nuclear
+repulsion of Ziegler, Biersack and Littmark (The Stopping and Range of Ions in Solids, 1985;
+SchNetPack's ``ZBLRepulsionEnergy`` with its universal parameters, not trained) switched on only
+below the shortest interatomic distances MD samples (by default full below 0.4 Å, zero above
+0.9 Å; SchNetPack's smooth ``SwitchFunction``). Reference data at 300-500 K never contain
+such distances, so a network alone has no wall there and MD can fall into a hole where two atoms
+merge; the prior supplies the wall and leaves the energy of sampled geometries unchanged.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +15,9 @@ from typing import Dict, Optional
 
 import torch
 
-__all__ = ["DEFAULT_HYPERPARAMETERS", "build_model", "preprocessing_transforms"]
+__all__ = ["DEFAULT_HYPERPARAMETERS", "LEGACY_HYPERPARAMETERS", "PRIORS", "build_model", "preprocessing_transforms"]
+
+PRIORS = (None, "zbl")
 
 DEFAULT_HYPERPARAMETERS = {
     # representation (SchNet defaults of the issue; PaiNN uses the same sizes)
@@ -23,7 +34,24 @@ DEFAULT_HYPERPARAMETERS = {
     "early_stopping_patience": 75,  # epochs
     "ema_decay": 0.995,
     "val_batch_size": 64,
+    # short-range repulsive prior (None or "zbl"), switched from full (below on) to zero (above off)
+    "prior": None,
+    "prior_switch_on": 0.4,  # Angstrom
+    "prior_switch_off": 0.9,  # Angstrom; below the shortest C-H distance sampled at 300-500 K (~0.95)
 }
+
+# values of keys added after the first run format, for run directories written before them
+LEGACY_HYPERPARAMETERS = {"prior": None, "prior_switch_on": 0.4, "prior_switch_off": 0.9}
+
+
+def check_prior(hp: Dict) -> None:
+    """Raise ValueError unless the prior settings in `hp` are valid."""
+    if hp.get("prior") not in PRIORS:
+        raise ValueError(f"hyperparameter `prior` must be one of {PRIORS}, got {hp.get('prior')!r}")
+    on, off = float(hp["prior_switch_on"]), float(hp["prior_switch_off"])
+    if not (0.0 <= on < off <= float(hp["cutoff"])):
+        raise ValueError("hyperparameters `prior_switch_on` < `prior_switch_off` <= `cutoff` (Angstrom) are "
+                         f"required, got {on}, {off}, {hp['cutoff']}")
 
 
 def preprocessing_transforms(cutoff: float, atomrefs: Optional[torch.Tensor], mean_per_atom: float,
@@ -51,12 +79,14 @@ def preprocessing_transforms(cutoff: float, atomrefs: Optional[torch.Tensor], me
 
 
 def build_model(architecture: str, hp: Dict, atomrefs: Optional[torch.Tensor], mean_per_atom: float,
-                energy_scale: float = 1.0):
+                energy_scale: float = 1.0, energy_unit: str = "kcal/mol"):
     """A ``NeuralNetworkPotential`` predicting ``energy`` and ``forces``.
 
     `energy_scale` multiplies the network's energy output (a fixed buffer, not trained): with
     the unit-invariant weighting it is the training set's force standard deviation, so the
-    network itself works with unit-free numbers.  The postprocessors (CastTo64, AddOffsets)
+    network itself works with unit-free numbers.  With ``hp["prior"] == "zbl"`` the ZBL repulsion
+    (in `energy_unit`) is added to the scaled network energy before the forces are taken.  The
+    postprocessors (CastTo64, AddOffsets)
     add the energy offset in float64 for Python inference; `export` removes them and stores
     the offset in the metadata instead.
     """
@@ -83,6 +113,16 @@ def build_model(architecture: str, hp: Dict, atomrefs: Optional[torch.Tensor], m
         outputs.append(
             T.ScaleProperty("energy", scale=torch.tensor([float(energy_scale)], dtype=torch.float32))
         )
+    if hp.get("prior") == "zbl":
+        check_prior(hp)
+        outputs += [
+            spk.atomistic.ZBLRepulsionEnergy(
+                energy_unit=energy_unit, position_unit="Angstrom", output_key="zbl_energy",
+                trainable=False,
+                cutoff_fn=spk.nn.SwitchFunction(float(hp["prior_switch_on"]), float(hp["prior_switch_off"])),
+            ),
+            spk.atomistic.Aggregation(keys=["energy", "zbl_energy"], output_key="energy"),
+        ]
     outputs.append(spk.atomistic.Forces(energy_key="energy", force_key="forces"))
     post = [
         T.CastTo64(),

@@ -42,6 +42,25 @@ struct SchNetInteractionWeights {
   DenseLayer f2out1, f2out2;        // n_filters -> n_atom_basis (act), n_atom_basis -> n_atom_basis
 };
 
+// Ziegler-Biersack-Littmark screened nuclear repulsion (SchNetPack's ZBLRepulsionEnergy, parameters
+// after its softplus/normalisation), per unordered pair within the switch:
+//   E_ij = ke Z_i Z_j / r * sum_k c_k exp(-e_k a_ij r) * f(r),  a_ij = (Z_i^a_pow + Z_j^a_pow) a_div,
+// f = 1 (None), the cosine cutoff (Cosine, r_off = cutoff) or SchNetPack's SwitchFunction
+// (Switch: 1 below r_on, 0 above r_off, exp(-1/x) blend between). Model units throughout.
+enum class PairSwitch : int { None = 0, Cosine = 1, Switch = 2 };
+
+struct ZBLWeights {
+  bool enabled = false;
+  double ke = 0.0;             // energy * length
+  double a_pow = 0.0, a_div = 0.0;
+  double coefficients[4] = {0, 0, 0, 0};  // normalised to sum 1
+  double exponents[4] = {0, 0, 0, 0};
+  PairSwitch switch_type = PairSwitch::None;
+  double r_on = 0.0, r_off = 0.0;  // model length unit (r_on for Switch only)
+  // Energy of one pair and its r-derivative (model units).
+  void pair(int z_i, int z_j, double r, double& e, double& dedr) const;
+};
+
 // All weights of a SchNet energy model in the model's own units.
 struct SchNetWeights {
   int n_atom_basis = 0, n_filters = 0, n_rbf = 0, max_z = 0;
@@ -52,6 +71,7 @@ struct SchNetWeights {
   std::vector<SchNetInteractionWeights> interactions;
   std::vector<DenseLayer> readout;   // atom-wise MLP, last layer n_out == 1, summed over atoms
   double energy_scale = 1.0;         // multiplies the summed energy (ScaleProperty)
+  ZBLWeights zbl;                    // optional repulsive prior, added after the scale
 };
 
 struct FilterTableInfo {
