@@ -360,3 +360,37 @@ def test_several_start_conformers(tmp_path):
     assert np.allclose(starts[1], b.positions)
     with pytest.raises(ValueError, match=r"`atoms`\[1\] differs in composition"):
         generate_reference([a, molecule("NH3")], tmp_path / "T", steps=20, progress=False)
+
+
+def test_label_frames_reproduces_the_reference_and_trains_with_it(ethanol_run, tmp_path):
+    """Frames relabelled by pymotor.data.label get the reference's energies, forces, units and atomrefs."""
+    from ase.db import connect
+
+    from pymotor.data.label import label_frames
+    from pymotor.train.data import inspect_database
+    from pymotor.trajectory import read_trajectory
+
+    out, _ = ethanol_run
+    ref_db = out / "E300_1.db"
+    traj = read_trajectory(out / "raw" / "E300_1.h5", step=5)
+    res = label_frames(traj, tmp_path / "AL.db", ref_db, progress=False)
+    assert res["n_frames"] == len(traj) and res["dropped_energy"] == res["dropped_scf"] == 0
+    new, ref = inspect_database(res["db"]), inspect_database(ref_db)
+    assert (new.energy_unit, new.forces_unit, new.atomrefs) == (ref.energy_unit, ref.forces_unit, ref.atomrefs)
+    with connect(str(ref_db)) as c_ref, connect(res["db"]) as c_new:
+        rows_ref = {r.step: r for r in c_ref.select()}
+        for r in c_new.select():
+            q = rows_ref[r.step]  # the same MD frame, computed again
+            assert abs(float(r.data["energy"][0]) - float(q.data["energy"][0])) < 1e-3  # kcal/mol (SCF guess)
+            assert np.abs(r.data["forces"] - q.data["forces"]).max() < 1e-2  # kcal/mol/A
+    s = np.load(res["split"])
+    assert sorted(np.concatenate([s["train_idx"], s["val_idx"], s["test_idx"]]).tolist()) == list(range(len(traj)))
+    # a frame far above the reference is dropped; bad arguments are named
+    t2 = read_trajectory(out / "raw" / "E300_1.h5", stop=8)
+    t2.positions[0] *= 0.8
+    res2 = label_frames(t2, tmp_path / "AL2.db", ref_db, progress=False)
+    assert res2["dropped_energy"] == 1 and res2["n_frames"] == 7
+    with pytest.raises(ValueError, match="`out_db` must end in .db"):
+        label_frames(traj, tmp_path / "x.h5", ref_db, progress=False)
+    with pytest.raises(FileNotFoundError, match="`like_db`"):
+        label_frames(traj, tmp_path / "x.db", tmp_path / "missing.db", progress=False)

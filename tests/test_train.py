@@ -446,6 +446,11 @@ def test_cli_train_evaluate_export(dbs, tmp_path, capsys):
     assert main(["train", dbs["eV_b"], "--out", str(tmp_path / "strided"), "--energy-unit", "eV",
                  "--epochs", "1", "--stride", "2", "--no-progress", "--hp", "n_atom_basis=16"]) == 0
     assert json.loads((tmp_path / "strided" / "run.json").read_text())["global_step"] == 3  # 39 / 16
+    # one stride per database: 154 / 2 + 77 frames = 10 batches of 16
+    assert main(["train", dbs["eV"], dbs["eV_b"], "--out", str(tmp_path / "strided2"), "--energy-unit", "eV",
+                 "--epochs", "1", "--stride", "2,1", "--no-progress", "--hp", "n_atom_basis=16"]) == 0
+    run2 = json.loads((tmp_path / "strided2" / "run.json").read_text())
+    assert run2["global_step"] == 10 and run2["config"]["stride"] == [2, 1]
     assert main(["evaluate", str(out), "--split", "test"]) == 0
     txt = capsys.readouterr().out
     assert "kcal/mol" in txt and "test: 24 frames" in txt

@@ -1,9 +1,12 @@
 """Train and export the shipped ``cpnx-schnet`` model from the project's CPNX GFN2-xTB data.
 
-    python -m pymotor.models.build --data data/T300 --run runs/cpnx-schnet --max-hours 2
+    python -m pymotor.models.build --data data/T300 data/T500 --extra data/AL1/AL1.db \
+        --prior zbl --run runs/cpnx-schnet --max-hours 2
 
-Uses every trajectory database ``<name>_<k>.db`` in ``--data`` (each split by time with its
-own ``<name>_<k>_split.npz``; the merged ``<name>.db`` is skipped so no frame is used twice),
+Uses every trajectory database ``<name>_<k>.db`` in the ``--data`` folders (each split by time
+with its own ``<name>_<k>_split.npz``; the merged ``<name>.db`` is skipped so no frame is used
+twice; every ``--stride``-th frame) and the ``--extra`` databases in full (e.g. active-learning
+frames from scripts/active_learning.py, which are sparse already),
 trains SchNet (128 features, 3 interactions, 20 Gaussian RBF, cosine cutoff 5 Å) in kcal/mol
 with SchNetPack, and exports the best model to ``pymotor/models/cpnx-schnet.pt`` with its model
 card. The command is resumable: run it again (e.g. after a kill or with a larger
@@ -29,7 +32,10 @@ def trajectory_databases(data_dir: Path):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pymotor.models.build", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="data/T300", help="folder with the reference databases")
+    ap.add_argument("--data", nargs="+", default=["data/T300"], help="folders with the reference databases")
+    ap.add_argument("--extra", nargs="*", default=[], metavar="DB",
+                    help="further databases used without stride (e.g. active-learning frames)")
+    ap.add_argument("--prior", default=None, choices=["zbl"], help="short-range repulsive prior (ZBL)")
     ap.add_argument("--run", default="runs/cpnx-schnet", help="training run directory")
     ap.add_argument("--name", default="cpnx-schnet", help="shipped model name")
     ap.add_argument("--epochs", type=int, default=1000)
@@ -50,17 +56,23 @@ def main(argv=None) -> int:
     from pymotor.train import evaluate, export, format_metrics, train
 
     if not args.export_only:
-        dbs = trajectory_databases(Path(args.data))
-        if not dbs:
-            print(f"no trajectory databases <name>_<k>.db in {args.data}", file=sys.stderr)
-            return 2
-        print("training on:", *[str(d) for d in dbs], sep="\n  ", flush=True)
+        dbs = []
+        for folder in args.data:
+            found = trajectory_databases(Path(folder))
+            if not found:
+                print(f"no trajectory databases <name>_<k>.db in {folder}", file=sys.stderr)
+                return 2
+            dbs += found
+        strides = [args.stride] * len(dbs) + [1] * len(args.extra)
+        dbs += [Path(p) for p in args.extra]
+        print("training on:", *[f"{d} (stride {s})" for d, s in zip(dbs, strides)], sep="\n  ", flush=True)
         res = train([str(d) for d in dbs], args.run, model="schnet", energy_unit=args.energy_unit,
-                    epochs=args.epochs, seed=0, weighting=args.weighting, stride=args.stride,
+                    epochs=args.epochs, seed=0, weighting=args.weighting,
+                    stride=strides if len(set(strides)) > 1 else args.stride,
                     init_from=args.init_from,
                     progress=not args.no_progress,
                     hyperparameters={"lr": args.lr, "lr_patience": args.lr_patience,
-                                     "early_stopping_patience": args.es_patience},
+                                     "early_stopping_patience": args.es_patience, "prior": args.prior},
                     max_time_s=None if args.max_hours is None else args.max_hours * 3600)
         print(res, flush=True)
     for split in ("val", "test"):

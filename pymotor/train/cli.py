@@ -25,6 +25,14 @@ def _weights(text: str):
     return tuple(parts)
 
 
+def _stride(text: str):
+    try:
+        vals = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or integers 'N,N,...', got {text!r}") from None
+    return vals[0] if len(vals) == 1 else vals
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train a SchNet/PaiNN model on SchNetPack databases (resumes if --out exists)",
@@ -53,8 +61,9 @@ def register(subparsers) -> None:
                    help="stop this session after HOURS (resume later with the same command)")
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
                    help="hyperparameter override, e.g. --hp lr=1e-3 --hp n_interactions=6")
-    p.add_argument("--stride", type=int, default=1,
-                   help="use every STRIDE-th frame of the train/val parts (correlated MD frames)")
+    p.add_argument("--stride", type=_stride, default=1, metavar="N[,N...]",
+                   help="use every N-th training/validation frame (default 1); one N per database, "
+                        "comma-separated, to stride long MD references but not sparse frames")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 

@@ -21,7 +21,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -122,6 +122,23 @@ def read_run(run_dir: Union[str, os.PathLike]) -> dict:
         for k, v in LEGACY_HYPERPARAMETERS.items():
             hp.setdefault(k, v)
     return cfg
+
+
+def _check_stride(stride, n_databases: int):
+    """`stride` as stored: one int for all databases, or a list with one int per database."""
+    if isinstance(stride, (list, tuple)):
+        vals = [int(v) for v in stride]
+        if len(vals) != n_databases or min(vals) < 1:
+            raise ValueError(f"`stride` must be an int >= 1 or one int >= 1 per database ({n_databases}), "
+                             f"got {stride!r}")
+        return vals
+    if int(stride) < 1:
+        raise ValueError(f"`stride` must be >= 1, got {stride!r}")
+    return int(stride)
+
+
+def _strides(stride, n_databases: int) -> List[int]:
+    return list(stride) if isinstance(stride, list) else [int(stride)] * n_databases
 
 
 def _resolve_device(device: str) -> str:
@@ -228,7 +245,7 @@ def train(
     num_threads: Optional[int] = 1,
     hyperparameters: Optional[dict] = None,
     max_time_s: Optional[float] = None,
-    stride: int = 1,
+    stride: Union[int, Sequence[int]] = 1,
 ) -> dict:
     """Train a SchNet (or PaiNN) energy+force model with SchNetPack; resume if `out` exists.
 
@@ -261,7 +278,8 @@ def train(
             early_stopping_patience, ema_decay, val_batch_size).
         max_time_s: stop this session after this wall time (seconds); resume later.
         stride: use every `stride`-th frame of each database's training and validation
-            parts (MD frames 0.5 fs apart are nearly identical; the test part is always
+            parts (one int, or one per database: e.g. long MD references strided, sparse
+            active-learning frames not) (MD frames 0.5 fs apart are nearly identical; the test part is always
             evaluated in full by `evaluate`).
 
     Returns:
@@ -288,8 +306,7 @@ def train(
         raise ValueError(f"`loss_weights` must be two non-negative numbers (energy, forces), got {loss_weights!r}")
     if int(epochs) < 1:
         raise ValueError(f"`epochs` must be >= 1, got {epochs!r}")
-    if int(stride) < 1:
-        raise ValueError(f"`stride` must be >= 1, got {stride!r}")
+    stride = _check_stride(stride, len(db_paths))
     if int(batch_size) < 1:
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size!r}")
     hp = dict(DEFAULT_HYPERPARAMETERS)
@@ -316,7 +333,7 @@ def train(
         "weighting": weighting,
         "init_from": init_dir,
         "hyperparameters": hp,
-        "stride": int(stride),
+        "stride": stride,
     }
 
     resume = (run_dir / "run.json").is_file()
@@ -371,8 +388,8 @@ def train(
         for info in infos:  # all checks before anything is written
             _choose_split(info)
         frames = [Frames(info, energy_unit) for info in infos]
-        train_set = FrameDataset([(fr, info.split["train"][::int(stride)])
-                                  for fr, info in zip(frames, infos)])
+        train_set = FrameDataset([(fr, info.split["train"][::st])
+                                  for fr, info, st in zip(frames, infos, _strides(stride, len(infos)))])
         if init_cfg is not None:
             atomrefs = {int(z): v for z, v in init_cfg["energy_offset"]["atomrefs"].items()} or None
             mean_per_atom = float(init_cfg["energy_offset"]["mean_per_atom"])
@@ -555,9 +572,9 @@ def _fit(cfg, run_dir, infos, frames, atomrefs, mean_per_atom, norm, hp, dev, pr
     c = cfg["config"]
     ar_t = _atomref_tensor(atomrefs)
     transforms = preprocessing_transforms(float(hp["cutoff"]), ar_t, mean_per_atom)
-    st = int(c.get("stride", 1))
-    train_set = FrameDataset([(fr, i.split["train"][::st]) for fr, i in zip(frames, infos)], transforms)
-    val_set = FrameDataset([(fr, i.split["val"][::st]) for fr, i in zip(frames, infos)], transforms)
+    st = _strides(c.get("stride", 1), len(infos))
+    train_set = FrameDataset([(fr, i.split["train"][::s]) for fr, i, s in zip(frames, infos, st)], transforms)
+    val_set = FrameDataset([(fr, i.split["val"][::s]) for fr, i, s in zip(frames, infos, st)], transforms)
     if len(val_set) == 0:
         raise TrainingDataError("the validation set is empty")
 
