@@ -1,6 +1,7 @@
 """How often NN MD of CPNX blows up: NVT runs from the GFN2-xTB minimum with seeded 300 K velocities.
 
-    python scripts/md_stability.py MODEL.pt|cpnx-schnet [...] --runs 12 --timestep-fs 1.0 --time-fs 5000
+    python scripts/md_stability.py MODEL.pt|cpnx-schnet [...] --runs 12 --timestep-fs 1.0 --time-fs 5000 \
+        [--temperature 300]
 
 A model with unphysical low-energy regions ("holes", e.g. a C-H distance collapsing) that
 the 300 K training data never sampled drives the molecule into them; `run_md` stops such a
@@ -37,11 +38,13 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=12)
     ap.add_argument("--timestep-fs", type=float, default=1.0)
     ap.add_argument("--time-fs", type=float, default=5000.0)
+    ap.add_argument("--temperature", type=float, default=300.0, help="K")
     args = ap.parse_args(argv)
-    print(f"| model | blew up within {args.time_fs:g} fs ({args.timestep_fs:g} fs steps, 300 K) | at steps |")
+    print(f"| model | blew up within {args.time_fs:g} fs ({args.timestep_fs:g} fs steps, {args.temperature:g} K) "
+          "| at steps |")
     print("|---|---|---|")
     for m in args.models:
-        f = blow_up_steps(m, args.runs, args.timestep_fs, args.time_fs)
+        f = blow_up_steps(m, args.runs, args.timestep_fs, args.time_fs, args.temperature)
         print(f"| `{m}` | {len(f)}/{args.runs} | {', '.join(map(str, f)) or '—'} |", flush=True)
     return 0
 
