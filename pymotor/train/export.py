@@ -204,6 +204,13 @@ def _fmt(x, nd=4):
     return "n/a" if x is None else f"{x:.{nd}f}"
 
 
+def _stride_text(stride) -> str:
+    if isinstance(stride, list):
+        return ("every N-th frame of each database's training/validation part, N = "
+                + ", ".join(map(str, stride)) + " (in the order of the table above)")
+    return "all frames" if int(stride) == 1 else f"every {stride}-th frame of each training/validation part"
+
+
 def model_card(md: dict) -> str:
     """Markdown model card from the metadata of an exported model."""
     cd = md["card"]
@@ -214,7 +221,9 @@ def model_card(md: dict) -> str:
         "",
         f"- Format: `{md['format']}` (TorchScript, SchNetPack 2.2 deploy inputs; see docs/ARCHITECTURE.md)",
         f"- Architecture: {md['architecture']} ({hp['n_atom_basis']} features, "
-        f"{hp['n_interactions']} interactions, {hp['n_rbf']} Gaussian RBF, cosine cutoff {md['cutoff']} Å)",
+        f"{hp['n_interactions']} interactions, {hp['n_rbf']} Gaussian RBF, cosine cutoff {md['cutoff']} Å)"
+        + (f" + ZBL repulsive prior (universal parameters, switched from full below {hp['prior_switch_on']} Å "
+           f"to zero above {hp['prior_switch_off']} Å)" if hp.get("prior") == "zbl" else ""),
         f"- Units: energy {md['energy_unit']}, length {md['length_unit']}, forces {md['energy_unit']}/Å",
         f"- Elements: {md['elements']}",
         f"- Energy offset (added by the loader in float64): atomrefs {md['energy_offset']['atomrefs'] or 'none'}, "
@@ -239,7 +248,7 @@ def model_card(md: dict) -> str:
         f"- AdamW lr {hp['lr']}, weight decay {hp['weight_decay']}, ReduceLROnPlateau "
         f"(factor {hp['lr_factor']}, patience {hp['lr_patience']}), early stopping patience "
         f"{hp['early_stopping_patience']}, EMA decay {hp['ema_decay']}, batch {hp['batch_size']}, seed {hp['seed']}",
-        f"- Frames used: every {hp.get('stride', 1)}th frame of each training/validation part",
+        f"- Frames used: {_stride_text(hp.get('stride', 1))}",
         f"- Fine-tuned from: {_shown(hp.get('init_from')) or '—'}",
         f"- Epochs {tr['epochs']}, steps {tr['global_step']}, wall time {_fmt((tr['wall_time_s'] or 0) / 3600, 2)} h "
         f"in {tr['sessions']} session(s) on {', '.join(tr['devices'])}; stop: {tr['stop_reason']}",
