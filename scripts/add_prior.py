@@ -13,10 +13,10 @@ from pathlib import Path
 
 
 def main(argv=None) -> int:
-    import schnetpack as spk
     import torch
 
     from pymotor.train import export
+    from pymotor.train.model import prior_modules
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 4:
@@ -31,11 +31,7 @@ def main(argv=None) -> int:
     shutil.copytree(src / "splits", dst / "splits", dirs_exist_ok=True)
     m = torch.load(src / "best_model.pt", map_location="cpu", weights_only=False)
     outs = list(m.output_modules)
-    zbl = spk.atomistic.ZBLRepulsionEnergy(energy_unit=cfg["config"]["energy_unit"], position_unit="Angstrom",
-                                           output_key="zbl_energy", trainable=False,
-                                           cutoff_fn=spk.nn.SwitchFunction(on, off))
-    agg = spk.atomistic.Aggregation(keys=["energy", "zbl_energy"], output_key="energy")
-    m.output_modules = torch.nn.ModuleList(outs[:-1] + [zbl, agg, outs[-1]])
+    m.output_modules = torch.nn.ModuleList(outs[:-1] + prior_modules(hp, cfg["config"]["energy_unit"]) + outs[-1:])
     torch.save(m, dst / "best_model.pt")
     print(export(dst, dst.with_suffix(".pt"), metrics=False))
     return 0

@@ -784,8 +784,7 @@ void FastSchNetPotential::compute(const double* x, int R, int N, double* e, doub
     if (zbl.enabled) {  // the repulsive prior, in double, on the same half pairs
       std::vector<double>& g = *dedr;
       for (int q = 0; q < P; ++q) {
-        if (zbl.switch_type != PairSwitch::None && w.r[q] >= zbl.r_off) continue;
-        double ez, dz;
+        double ez, dz;  // zero beyond the switch
         zbl.pair(static_cast<int>(zc[w.pi[q]]), static_cast<int>(zc[w.pj[q]]), w.r[q], ez, dz);
         eblock[w.pi[q] / N] += ez;
         g[q] += dz;

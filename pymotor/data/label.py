@@ -64,8 +64,7 @@ def _frames_arrays(frames):
     from pymotor.units import FS_IN_ASE_TIME
 
     pos = np.array([a.positions for a in frames], dtype=float)
-    vel = np.array([a.get_velocities() * FS_IN_ASE_TIME if a.get_velocities() is not None
-                    else np.zeros((len(z), 3)) for a in frames], dtype=float)
+    vel = np.array([a.get_velocities() * FS_IN_ASE_TIME for a in frames], dtype=float)  # zeros if unset
     n = len(frames)
     return z, frames[0].get_masses(), pos, vel, np.arange(n), np.zeros(n)
 

@@ -31,11 +31,9 @@ from .data import (
     Frames,
     TrainingDataError,
     canonical_energy_unit,
+    choose_split,
     dumps,
-    find_split_file,
     inspect_database,
-    load_split,
-    time_split,
 )
 from .model import DEFAULT_HYPERPARAMETERS, LEGACY_HYPERPARAMETERS, check_prior
 
@@ -191,17 +189,6 @@ def _atomref_tensor(atomrefs: Optional[Dict[int, float]]):
     return t
 
 
-def _choose_split(info: DatabaseInfo) -> Dict[str, np.ndarray]:
-    sf = find_split_file(info.path)
-    if sf is not None:
-        info.split_file = os.path.abspath(sf)
-        split = load_split(sf, info)
-    else:
-        split = time_split(info.n_frames)
-    info.split = split
-    return split
-
-
 def _save_split(info: DatabaseInfo, k: int, run_dir: Path) -> None:
     split = info.split
     name = Path(info.path).stem
@@ -278,9 +265,9 @@ def train(
             early_stopping_patience, ema_decay, val_batch_size).
         max_time_s: stop this session after this wall time (seconds); resume later.
         stride: use every `stride`-th frame of each database's training and validation
-            parts (one int, or one per database: e.g. long MD references strided, sparse
-            active-learning frames not) (MD frames 0.5 fs apart are nearly identical; the test part is always
-            evaluated in full by `evaluate`).
+            parts (MD frames 0.5 fs apart are nearly identical); one int, or one per database
+            (e.g. long MD references strided, sparse active-learning frames not). The test part
+            is always evaluated in full by `evaluate`.
 
     Returns:
         dict with ``run_dir``, ``global_step``, ``epoch``, ``best_val_loss``, ``wall_time_s``.
@@ -386,7 +373,7 @@ def train(
             if not (Path(init_dir) / "best_model.pt").is_file():
                 raise TrainingDataError(f"`init_from` run {init_dir!r} has no best_model.pt yet")
         for info in infos:  # all checks before anything is written
-            _choose_split(info)
+            choose_split(info)
         frames = [Frames(info, energy_unit) for info in infos]
         train_set = FrameDataset([(fr, info.split["train"][::st])
                                   for fr, info, st in zip(frames, infos, _strides(stride, len(infos)))])

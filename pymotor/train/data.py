@@ -209,6 +209,19 @@ def find_split_file(db_path: str) -> Optional[str]:
     return None
 
 
+def choose_split(info: DatabaseInfo) -> Dict[str, np.ndarray]:
+    """The database's split: its split file (recorded in ``info.split_file``) if present, else by
+    time; also stored in ``info.split``."""
+    sf = find_split_file(info.path)
+    if sf is not None:
+        info.split_file = os.path.abspath(sf)
+        split = load_split(sf, info)
+    else:
+        split = time_split(info.n_frames)
+    info.split = split
+    return split
+
+
 def load_split(split_file: str, info: DatabaseInfo) -> Dict[str, np.ndarray]:
     """Read and check `split_file` (``train_idx``, ``val_idx``, ``test_idx``) against `info`."""
     try:

@@ -164,7 +164,7 @@ def reference_frames(databases: Sequence[Union[str, os.PathLike]], split: str = 
     """
     from ase import Atoms
 
-    from .data import Frames, find_split_file, inspect_database, load_split, time_split
+    from .data import Frames, choose_split, inspect_database
 
     if split not in ("train", "val", "test"):
         raise ValueError(f"`split` must be 'train', 'val' or 'test', got {split!r}")
@@ -174,8 +174,7 @@ def reference_frames(databases: Sequence[Union[str, os.PathLike]], split: str = 
     atoms, energies, forces = [], [], []
     for db in databases:
         info = inspect_database(db, hash_file=False)
-        split_file = find_split_file(str(db))
-        idx = (load_split(split_file, info) if split_file else time_split(info.n_frames))[split]
+        idx = choose_split(info)[split]
         frames = Frames(info, "kcal/mol")
         for i in idx[:: int(stride)]:
             atoms.append(Atoms(numbers=frames.Z[i], positions=frames.R[i]))

@@ -15,7 +15,8 @@ from typing import Dict, Optional
 
 import torch
 
-__all__ = ["DEFAULT_HYPERPARAMETERS", "LEGACY_HYPERPARAMETERS", "PRIORS", "build_model", "preprocessing_transforms"]
+__all__ = ["DEFAULT_HYPERPARAMETERS", "LEGACY_HYPERPARAMETERS", "PRIORS", "build_model", "prior_modules",
+           "preprocessing_transforms"]
 
 PRIORS = (None, "zbl")
 
@@ -78,6 +79,22 @@ def preprocessing_transforms(cutoff: float, atomrefs: Optional[torch.Tensor], me
     return ts
 
 
+def prior_modules(hp: Dict, energy_unit: str) -> list:
+    """The output modules of the ZBL prior (``hp["prior"] == "zbl"``): SchNetPack's
+    ZBLRepulsionEnergy (universal parameters, fixed) times its SwitchFunction, summed into
+    ``energy``. They go after the network's energy (and its scale) and before ``Forces``."""
+    import schnetpack as spk
+
+    check_prior(hp)
+    return [
+        spk.atomistic.ZBLRepulsionEnergy(
+            energy_unit=energy_unit, position_unit="Angstrom", output_key="zbl_energy", trainable=False,
+            cutoff_fn=spk.nn.SwitchFunction(float(hp["prior_switch_on"]), float(hp["prior_switch_off"])),
+        ),
+        spk.atomistic.Aggregation(keys=["energy", "zbl_energy"], output_key="energy"),
+    ]
+
+
 def build_model(architecture: str, hp: Dict, atomrefs: Optional[torch.Tensor], mean_per_atom: float,
                 energy_scale: float = 1.0, energy_unit: str = "kcal/mol"):
     """A ``NeuralNetworkPotential`` predicting ``energy`` and ``forces``.
@@ -114,15 +131,7 @@ def build_model(architecture: str, hp: Dict, atomrefs: Optional[torch.Tensor], m
             T.ScaleProperty("energy", scale=torch.tensor([float(energy_scale)], dtype=torch.float32))
         )
     if hp.get("prior") == "zbl":
-        check_prior(hp)
-        outputs += [
-            spk.atomistic.ZBLRepulsionEnergy(
-                energy_unit=energy_unit, position_unit="Angstrom", output_key="zbl_energy",
-                trainable=False,
-                cutoff_fn=spk.nn.SwitchFunction(float(hp["prior_switch_on"]), float(hp["prior_switch_off"])),
-            ),
-            spk.atomistic.Aggregation(keys=["energy", "zbl_energy"], output_key="energy"),
-        ]
+        outputs += prior_modules(hp, energy_unit)
     outputs.append(spk.atomistic.Forces(energy_key="energy", force_key="forces"))
     post = [
         T.CastTo64(),
