@@ -20,6 +20,22 @@ Recipe (deterministic):
 Run from the repository root::
 
     OMP_NUM_THREADS=1 python scripts/make_cpnx.py            # writes pymotor/data/cpnx.xyz
+
+The other diastereomer (``pymotor.data.cpnx(diastereomer="RM/SP")``,
+``pymotor/data/cpnx_rm_sp.xyz``) is made from the shipped geometry, deterministically::
+
+    OMP_NUM_THREADS=1 python scripts/make_cpnx.py --other-diastereomer
+
+1. Read ``--from`` (default ``pymotor/data/cpnx.xyz``, (2R), P helix, "syn-P").
+2. Invert C2 in two ways (:func:`pymotor.data.conformers.invert_c2`): ``how="substituents"``
+   reflects the methyl group and the H on C2 through the plane of C1, C2 and C3 (beta and
+   delta unchanged, methyl pseudo-axial -> pseudo-equatorial); ``how="flap"`` reflects C2
+   with its H and methyl group through the plane of C1, C3 and C3a (the ring pucker flips
+   too).
+3. Optimise each with GFN2-xTB as above (BFGS to ``--fmax``), centre of mass at the origin.
+4. Drop a result whose connectivity changed or whose C2 is no longer inverted relative to
+   the helix (relative configuration back to RP/SM); keep the lowest energy; print each
+   energy relative to the input.
 """
 
 from __future__ import annotations
@@ -71,9 +87,20 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=42, help="ETKDG random seed")
     ap.add_argument("--n-conformers", type=int, default=20)
     ap.add_argument("--fmax", type=float, default=0.01, help="GFN2-xTB force threshold, eV/Angstrom")
-    ap.add_argument("--out", type=Path,
-                    default=Path(__file__).resolve().parents[1] / "pymotor" / "data" / "cpnx.xyz")
+    data_dir = Path(__file__).resolve().parents[1] / "pymotor" / "data"
+    ap.add_argument("--out", type=Path, default=None,
+                    help="output file (default pymotor/data/cpnx.xyz, or "
+                         "pymotor/data/cpnx_rm_sp.xyz with --other-diastereomer)")
+    ap.add_argument("--other-diastereomer", action="store_true",
+                    help="build the other diastereomer (C2 inverted relative to the helix) "
+                         "from --from instead of embedding the SMILES")
+    ap.add_argument("--from", dest="source", type=Path, default=data_dir / "cpnx.xyz",
+                    help="input geometry of --other-diastereomer (default: the shipped cpnx.xyz)")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = data_dir / ("cpnx_rm_sp.xyz" if args.other_diastereomer else "cpnx.xyz")
+    if args.other_diastereomer:
+        return other_diastereomer(args)
 
     import ase
     import rdkit
@@ -118,6 +145,94 @@ def main(argv=None) -> int:
         "recipe": json.dumps({"etkdg": "v3", "seed": args.seed, "n_conformers": args.n_conformers,
                               "preopt": "MMFF94", "opt": "ase.BFGS", "fmax_eV_per_A": args.fmax,
                               "rdkit": rdkit.__version__, "ase": ase.__version__}),
+        "energy_unit": "eV",
+    })
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write(args.out, out, format="extxyz")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _bonds(atoms) -> set[tuple[int, int]]:
+    from ase.neighborlist import natural_cutoffs, neighbor_list
+
+    i, j = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=1.15))
+    return {(int(a), int(b)) for a, b in zip(i, j) if a < b}
+
+
+def other_diastereomer(args) -> int:
+    """--other-diastereomer: invert C2 of --from, relax with GFN2-xTB, check, write."""
+    import ase
+    import ase.units
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import read, write
+    from ase.optimize import BFGS
+    from tblite.ase import TBLite
+
+    from pymotor.data.conformers import find_motor_atoms, invert_c2, motor_labels
+
+    try:
+        from importlib.metadata import version
+        tblite_version = version("tblite")
+    except Exception:  # pragma: no cover
+        tblite_version = "unknown"
+
+    start = read(args.source, format="extxyz")
+    e_ref = start.get_potential_energy() if start.calc is not None else None
+    start.calc = None
+    motor = find_motor_atoms(start)
+    before = motor_labels(start, motor)
+    bonds = _bonds(start)
+    print(f"input {args.source.name}: {before.full[0]} ({before.relative[0]})")
+    kcal = 1.0 / (ase.units.kcal / ase.units.mol)
+
+    results = []
+    for how in ("substituents", "flap"):
+        atoms = invert_c2(start, motor, how=how)
+        print(f"\n[{how}] C2 inverted: {motor_labels(atoms, motor).full[0]}")
+        atoms.calc = TBLite(method="GFN2-xTB", verbosity=0)
+        opt = BFGS(atoms, logfile="-")
+        if not opt.run(fmax=args.fmax, steps=2000):
+            print(f"[{how}] GFN2-xTB optimisation did not converge", file=sys.stderr)
+            continue
+        energy = atoms.get_potential_energy()
+        forces = atoms.get_forces()
+        fmax = float(np.sqrt((forces**2).sum(axis=1)).max())
+        atoms.positions -= atoms.get_center_of_mass()
+        after = motor_labels(atoms, motor)
+        rel = "" if e_ref is None else f", E - E(input) = {(energy - e_ref) * kcal:.3f} kcal/mol"
+        print(f"[{how}] GFN2-xTB energy {energy:.6f} eV, fmax {fmax:.4g} eV/Angstrom after "
+              f"{opt.nsteps} steps: {after.full[0]} ({after.relative[0]}), beta "
+              f"{after.beta[0]:.1f} deg, delta {after.delta[0]:.1f} deg{rel}")
+        if _bonds(atoms) != bonds:
+            print(f"[{how}] connectivity changed during the optimisation; dropped", file=sys.stderr)
+            continue
+        if after.relative[0] == before.relative[0]:
+            print(f"[{how}] the optimisation restored the input's relative configuration; dropped",
+                  file=sys.stderr)
+            continue
+        results.append((energy, how, atoms, forces, after))
+    if not results:
+        print("no optimised geometry with the other relative configuration", file=sys.stderr)
+        return 1
+    energy, how, atoms, forces, after = min(results, key=lambda r: r[0])
+    print(f"\nkept [{how}] (lowest energy): {after.full[0]} ({after.relative[0]})")
+
+    out = atoms.copy()
+    out.calc = SinglePointCalculator(out, energy=energy, forces=forces)
+    out.info.clear()
+    out.info.update({
+        "name": "CPNX",
+        "smiles": start.info.get("smiles", CPNX_SMILES),
+        "diastereomer": str(after.relative[0]),
+        "configuration": str(after.full[0]),
+        "method": "GFN2-xTB",
+        "program": f"tblite {tblite_version}",
+        "recipe": json.dumps({"from": args.source.name, "step": f"invert_c2(how={how!r})",
+                              "kept": "lowest GFN2-xTB energy of invert_c2(how='substituents') "
+                                      "and invert_c2(how='flap'), each optimised",
+                              "opt": "ase.BFGS", "fmax_eV_per_A": args.fmax,
+                              "ase": ase.__version__}),
         "energy_unit": "eV",
     })
     args.out.parent.mkdir(parents=True, exist_ok=True)

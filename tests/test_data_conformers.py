@@ -1,4 +1,5 @@
-"""Motor dihedrals from substructure matching, and the four-conformer classification."""
+"""Motor dihedrals from substructure matching, the four-conformer classification, and the
+configuration of the stereocentre C2 (absolute from 3D, relative to the helix)."""
 
 import numpy as np
 import pytest
@@ -6,12 +7,22 @@ import pytest
 from pymotor.data import cpnx
 from pymotor.data.conformers import (
     LABELS,
+    PAIR_LABELS,
+    RELATIVE_LABELS,
+    c2_configuration,
+    c2_signed_volume,
     classify,
+    classify_full,
+    classify_full_many,
     classify_many,
     dihedral,
     find_motor_atoms,
+    invert_c2,
     motor_dihedrals,
+    motor_labels,
+    pair_label,
     plot_dihedrals,
+    relative_configuration,
 )
 
 
@@ -181,3 +192,250 @@ def test_plot(tmp_path):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+# -- the stereocentre C2 ---------------------------------------------------------------------------
+
+
+def _rdkit_cip(atoms, c2):
+    """RDKit's CIP code of atom c2 from the 3D coordinates (bond orders perceived)."""
+    from rdkit import Chem
+    from rdkit.Chem import rdCIPLabeler, rdDetermineBonds
+
+    from pymotor.data.conformers import _mol_from_atoms
+
+    mol = _mol_from_atoms(atoms)
+    rdDetermineBonds.DetermineBonds(mol, charge=0)
+    Chem.AssignStereochemistryFrom3D(mol)
+    legacy = mol.GetAtomWithIdx(c2).GetProp("_CIPCode")
+    rdCIPLabeler.AssignCIPLabels(mol)
+    new = mol.GetAtomWithIdx(c2).GetProp("_CIPCode")
+    assert legacy == new
+    return new
+
+
+def _random_motion(atoms, seed):
+    """Proper rotation + translation (keeps every configuration)."""
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(seed)
+    a = atoms.copy()
+    rot = Rotation.random(random_state=seed).as_matrix()
+    a.positions = a.positions @ rot.T + rng.normal(size=3)
+    return a
+
+
+def _reflect(atoms, seed):
+    """Improper motion: reflection through a random plane, then a rotation."""
+    rng = np.random.default_rng(seed)
+    n = rng.normal(size=3)
+    n /= np.linalg.norm(n)
+    a = _random_motion(atoms, seed)
+    a.positions -= 2.0 * np.outer(a.positions @ n, n)
+    return a
+
+
+def _kcal(ev):
+    import ase.units
+
+    return ev / (ase.units.kcal / ase.units.mol)
+
+
+def _bonds(atoms):
+    from ase.neighborlist import natural_cutoffs, neighbor_list
+
+    i, j = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=1.15))
+    return {(int(a), int(b)) for a, b in zip(i, j) if a < b}
+
+
+def test_c2_configuration_matches_rdkit_cip():
+    shipped = cpnx()
+    m = find_motor_atoms(shipped)
+    assert c2_configuration(shipped) == "R" == _rdkit_cip(shipped, m.c2)  # the docstring's (2R)
+    assert c2_signed_volume(shipped) == pytest.approx(-2.893, abs=0.01)
+    other = cpnx(diastereomer="RM/SP")
+    geoms = [shipped, other, _mirror(shipped), _mirror(other), _flip_pucker(shipped),
+             invert_c2(shipped), invert_c2(shipped, how="flap"),
+             _random_motion(shipped, 1), _reflect(shipped, 2), _reflect(other, 3)]
+    got = [c2_configuration(g) for g in geoms]
+    assert got == [_rdkit_cip(g, m.c2) for g in geoms]
+    assert got == ["R", "S", "S", "R", "R", "S", "S", "R", "S", "R"]
+
+
+def test_cip_order_is_checked():
+    # C3 carrying a fluorine instead of an H: C3 would outrank C1, the order C1 > C3 > CH3 > H
+    # no longer holds and the configuration must not be named
+    from pymotor.data.conformers import _bonded
+
+    a = cpnx()
+    m = find_motor_atoms(a)
+    h3 = [k for k in _bonded(a.numbers, a.positions, m.c3) if a.numbers[k] == 1]
+    assert len(h3) == 2
+    a.numbers[h3[0]] = 9
+    a.positions[h3[0]] = a.positions[m.c3] + 1.38 * (a.positions[h3[0]] - a.positions[m.c3]) / \
+        np.linalg.norm(a.positions[h3[0]] - a.positions[m.c3])
+    with pytest.raises(ValueError, match="CIP order"):
+        c2_configuration(a)
+    with pytest.raises(ValueError, match="CIP order"):
+        motor_labels(a)
+
+
+def test_other_diastereomer():
+    rp, rm = cpnx(), cpnx(diastereomer="RM/SP")
+    assert np.array_equal(cpnx("RP/SM").positions, rp.positions)
+    assert np.array_equal(rp.numbers, rm.numbers) and len(rm) == 48
+    assert _bonds(rp) == _bonds(rm)  # same atom order and connectivity
+    assert np.allclose(rm.get_center_of_mass(), 0.0, atol=1e-6)
+    # the same atoms are found by the SMARTS in both
+    m = find_motor_atoms(rm)
+    assert m == find_motor_atoms(rp)
+    b, d = motor_dihedrals(rm)
+    assert 20 < b < 40 and -30 < d < -10  # +28.4, -19.7: P helix, same ring side as shipped
+    lab_rp, lab_rm = motor_labels(rp), motor_labels(rm)
+    assert (lab_rp.config[0], lab_rp.relative[0], lab_rp.full[0]) == ("R", "RP/SM", "syn-P (2R,P)")
+    assert (lab_rm.config[0], lab_rm.relative[0], lab_rm.full[0]) == ("S", "RM/SP", "syn-P (2S,P)")
+    assert lab_rp.pair[0] == "syn-P(2R)=anti-M(2S)" and lab_rm.pair[0] == "anti-M(2R)=syn-P(2S)"
+    # beta/delta alone cannot tell them apart, the relative configuration can
+    assert classify(*motor_dihedrals(rp)) == classify(b, d) == "syn-P"
+    # a minimum a few kcal/mol above the shipped one (GFN2-xTB energies stored in the files)
+    de = _kcal(rm.info["energy_eV"] - rp.info["energy_eV"])
+    assert de == pytest.approx(3.79, abs=0.01)
+    from ase.io import read
+
+    from pymotor.data import DATA_DIR
+
+    f = read(DATA_DIR / "cpnx_rm_sp.xyz").get_forces()
+    assert np.sqrt((f**2).sum(axis=1)).max() < 0.01
+
+
+def test_cpnx_bad_diastereomer():
+    for bad in ("RS", "rp/sm", "", None, 1):
+        with pytest.raises(ValueError, match=r"`diastereomer`.*'RM/SP', 'RP/SM'"):
+            cpnx(diastereomer=bad)
+
+
+def test_invert_c2():
+    shipped = cpnx()
+    b0, d0 = motor_dihedrals(shipped)
+    sub, flap = invert_c2(shipped), invert_c2(shipped, how="flap")
+    assert motor_dihedrals(sub) == pytest.approx((b0, d0), abs=1e-8)
+    bf, df = motor_dihedrals(flap)
+    assert bf == pytest.approx(b0, abs=1e-8) and df > 20
+    assert motor_labels(sub).full[0] == "syn-P (2S,P)"
+    assert motor_labels(flap).full[0] == "anti-P (2S,P)"
+    assert motor_labels(sub).relative[0] == motor_labels(flap).relative[0] == "RM/SP"
+    # inverting twice restores the geometry
+    assert np.allclose(invert_c2(sub).positions, shipped.positions, atol=1e-10)
+    assert np.allclose(invert_c2(flap, how="flap").positions, shipped.positions, atol=1e-10)
+    with pytest.raises(ValueError, match="`how`"):
+        invert_c2(shipped, how="swap")
+
+
+def test_mirror_images_get_the_same_physical_label():
+    rp, rm = cpnx(), cpnx(diastereomer="RM/SP")
+    geoms = [rp, rm, _flip_pucker(rp), _flip_pucker(rm), invert_c2(rp, how="flap")]
+    for k, g in enumerate(geoms):
+        lab = motor_labels(g)
+        for mirror in (_mirror(g), _reflect(g, k)):
+            mlab = motor_labels(mirror)
+            assert mlab.relative[0] == lab.relative[0]
+            assert mlab.pair[0] == lab.pair[0]
+            # ... while the frame's own labels are those of the mirror image
+            assert mlab.config[0] != lab.config[0]
+            assert mlab.conformer[0] == {"syn-P": "anti-M", "anti-P": "syn-M",
+                                         "syn-M": "anti-P", "anti-M": "syn-P"}[lab.conformer[0]]
+            assert mlab.full[0] != lab.full[0]
+        assert motor_labels(_random_motion(g, k)).full[0] == lab.full[0]
+    assert [motor_labels(g).pair[0] for g in geoms] == [
+        "syn-P(2R)=anti-M(2S)", "anti-M(2R)=syn-P(2S)", "anti-P(2R)=syn-M(2S)",
+        "syn-M(2R)=anti-P(2S)", "syn-M(2R)=anti-P(2S)"]
+
+
+def test_label_functions():
+    assert relative_configuration(30.0, "R") == "RP/SM"
+    assert relative_configuration(-30.0, "S") == "RP/SM"
+    assert relative_configuration(-30.0, "R") == "RM/SP"
+    assert relative_configuration(30.0, "S") == "RM/SP"
+    assert classify_full(30.0, -20.0, "R") == "syn-P (2R,P)"
+    assert classify_full(-30.0, 20.0, "S") == "anti-M (2S,M)"
+    assert pair_label(30.0, -20.0, "R") == pair_label(-30.0, 20.0, "S") == "syn-P(2R)=anti-M(2S)"
+    assert pair_label(30.0, -20.0, "S") == pair_label(-30.0, 20.0, "R") == "anti-M(2R)=syn-P(2S)"
+    assert pair_label(30.0, 20.0, "R") == pair_label(-30.0, -20.0, "S") == "anti-P(2R)=syn-M(2S)"
+    assert pair_label(-30.0, -20.0, "R") == pair_label(30.0, 20.0, "S") == "syn-M(2R)=anti-P(2S)"
+    assert set(PAIR_LABELS) == {pair_label(b, d, "R") for b in (-1, 1) for d in (-1, 1)}
+    assert set(RELATIVE_LABELS) == {"RP/SM", "RM/SP"}
+    for bad in ((0.0, -20.0, "R"), (30.0, 0.0, "R"), (30.0, -20.0, "X"), (np.nan, -20.0, "R")):
+        with pytest.raises(ValueError, match="undefined"):
+            classify_full(*bad)
+    with pytest.raises(ValueError, match="undefined"):
+        relative_configuration(0.0, "R")
+    with pytest.raises(TypeError, match="config"):
+        relative_configuration(30.0, 1)
+    with pytest.raises(TypeError, match="classify_full_many"):
+        classify_full([30.0], [-20.0], ["R"])
+    got = classify_full_many([30.0, 0.0, -30.0, 30.0], [-20.0, -20.0, 20.0, 20.0],
+                             ["R", "R", "S", ""])
+    assert list(got) == ["syn-P (2R,P)", "", "anti-M (2S,M)", ""]
+
+
+def test_vectorised_labels_equal_per_frame():
+    rp, rm = cpnx(), cpnx(diastereomer="RM/SP")
+    base = [rp, rm, _mirror(rp), _mirror(rm), _flip_pucker(rp), _flip_pucker(rm),
+            _mirror(_flip_pucker(rp)), _mirror(invert_c2(rp, how="flap"))]
+    rng = np.random.default_rng(7)
+    frames = []
+    for k in range(40):
+        g = base[k % len(base)].copy()
+        g.positions += rng.normal(scale=0.05, size=g.positions.shape)
+        frames.append(_random_motion(g, k) if k % 3 else g)
+    lab = motor_labels(frames)
+    assert len(lab) == 40
+    for k, g in enumerate(frames):
+        b, d = motor_dihedrals(g)
+        c = c2_configuration(g)
+        assert (lab.beta[k], lab.delta[k]) == pytest.approx((b, d), abs=1e-9)
+        assert lab.signed_volume[k] == pytest.approx(c2_signed_volume(g), abs=1e-9)
+        assert lab.config[k] == c
+        assert lab.conformer[k] == classify(b, d)
+        assert lab.relative[k] == relative_configuration(b, c)
+        assert lab.full[k] == classify_full(b, d, c)
+        assert lab.pair[k] == pair_label(b, d, c)
+    # all eight full labels and all four pair labels occur
+    assert len(set(lab.full)) == 8 and set(lab.pair) == set(PAIR_LABELS)
+    assert list(c2_configuration(frames)) == list(lab.config)
+    assert np.array_equal(classify_full_many(lab.beta, lab.delta, lab.config), lab.full)
+    pops = lab.populations("relative")
+    assert pops == {"RP/SM": pytest.approx(np.mean(lab.relative == "RP/SM")),
+                    "RM/SP": pytest.approx(np.mean(lab.relative == "RM/SP"))}
+    assert sum(lab.populations("pair").values()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="`kind`"):
+        lab.populations("helix")
+
+
+def test_cli_prints_relative_configuration(tmp_path, capsys):
+    from ase.io import write
+
+    from pymotor.data.cli import main
+
+    rp, rm = cpnx(), cpnx(diastereomer="RM/SP")
+    path = tmp_path / "mix.xyz"
+    write(path, [rp, rm, _mirror(rm)], format="extxyz")
+    assert main(["conformers", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "syn-P 66.7%" in out and "anti-M 33.3%" in out
+    assert "R 66.7%, S 33.3%" in out
+    assert "RP/SM 33.3%, RM/SP 66.7%" in out
+    assert "syn-P(2R)=anti-M(2S) 33.3%" in out and "anti-M(2R)=syn-P(2S) 66.7%" in out
+    # an ASE/SchNetPack database: the configuration is read from the stored positions
+    from ase.db import connect
+
+    db = tmp_path / "mix.db"
+    with connect(str(db)) as conn:
+        for g in (rp, _mirror(rp), rm, rp):
+            conn.write(g, data={"beta": np.array([1.0]), "delta": np.array([1.0])})
+    assert main(["conformers", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "syn-P 75.0%" in out and "RP/SM 75.0%, RM/SP 25.0%" in out
+    assert "R 50.0%, S 50.0%" in out
+    assert main(["conformers", str(tmp_path / "missing.db")]) == 2
+    assert "no such file" in capsys.readouterr().err

@@ -125,19 +125,50 @@ def _load_dihedrals(path: str):
 
 
 def _conformers(args) -> int:
+    from pathlib import Path
+    from types import SimpleNamespace
+
     import numpy as np
 
-    from pymotor.data.conformers import LABELS, classify_many, plot_dihedrals
+    from pymotor.data.conformers import LABELS, motor_labels, plot_dihedrals
+
+    def frames_of(path):
+        # positions are needed (not only stored beta/delta): the C2 configuration is read from them
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"`inputs`: no such file {path!r}")
+        if p.suffix == ".db":
+            from ase.db import connect
+
+            with connect(str(p), use_lock_file=False) as conn:
+                rows = list(conn.select(sort="id"))
+            if not rows:
+                raise ValueError(f"`inputs`: {path!r} holds no frames")
+            return SimpleNamespace(positions=np.stack([r.positions for r in rows]),
+                                   atomic_numbers=rows[0].numbers)
+        if p.suffix in (".h5", ".hdf5"):
+            import pymotor
+
+            return pymotor.read_trajectory(p)
+        from ase.io import read
+
+        return read(p, index=":")
+
+    def percent(pops):
+        return ", ".join(f"{lab or 'undefined'} {x * 100:.1f}%" for lab, x in pops.items())
 
     betas, deltas, names = [], [], []
     try:
         for path in args.inputs:
-            b, d = _load_dihedrals(path)
-            b, d = np.atleast_1d(b), np.atleast_1d(d)
-            labels = classify_many(b, d)
-            counts = ", ".join(f"{lab} {np.mean(labels == lab) * 100:.1f}%" for lab in LABELS)
+            lab = motor_labels(frames_of(path))
+            b, d = lab.beta, lab.delta
+            counts = ", ".join(f"{c} {np.mean(lab.conformer == c) * 100:.1f}%" for c in LABELS)
             print(f"{path}: {len(b)} frames; beta {b.mean():.1f} +- {b.std():.1f} deg, "
                   f"delta {d.mean():.1f} +- {d.std():.1f} deg; {counts}")
+            print(f"  C2 configuration: {percent(lab.populations('config'))}; relative "
+                  f"configuration (C2 vs helix): {percent(lab.populations('relative'))}")
+            print("  enantiomer pairs (same for mirror images): "
+                  f"{percent(lab.populations('pair'))}")
             betas.append(b)
             deltas.append(d)
             names.append(path)
