@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.pymotor-installed
 SOURCES := $(shell git ls-files csrc CMakeLists.txt pyproject.toml 2>/dev/null)
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: all install demo test test-all bench xtb-binary clean
+.PHONY: all install demo test test-all bench xtb-binary chromium clean
 all: install
 
 $(VENV)/bin/python:
@@ -33,10 +33,10 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/pymotor demo $(DEMO_ARGS)
 
-test: install
+test: install chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-all: install
+test-all: install chromium
 	$(PY) -m pytest -m "slow or not slow or cuda" $(PYTEST_ARGS)
 
 # The xTB benchmark's competitor is the source work's file-based route through the `xtb`
@@ -46,6 +46,15 @@ xtb-binary:
 	@command -v xtb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 	    && (apt-get install -y -q xtb >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q xtb >/dev/null)); } \
 	    || echo "note: no xtb executable (apt-get install xtb); the file-based xTB route will be skipped"
+
+# The report's browser test (tests/test_report_browser.py) loads index.html in a headless
+# Chromium (Debian package `chromium`); installed here when missing and apt is usable as root,
+# otherwise that test is skipped with a message.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	    && (DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+	        || (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null)); } \
+	    || echo "note: no chromium (apt-get install chromium); the report's browser test will be skipped"
 
 bench: install xtb-binary
 	$(PY) -m pytest bench --benchmark-only --benchmark-autosave --benchmark-storage=.benchmarks \

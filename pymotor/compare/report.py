@@ -2,7 +2,9 @@
 
 :func:`compare` computes everything at once and returns a :class:`Report`;
 ``Report.write(out_dir)`` writes ``index.html``, one PNG per figure and ``summary.json``
-(every number shown in the report, units in the key names). Trajectories are read from
+(every number shown in the report, units in the key names). The page opens with the
+warnings (:func:`pymotor.compare.run_warnings`: a candidate that left the reference's
+physics), then a headline table, the figures and the detail tables. Trajectories are read from
 H5MD files in chunks (positions never need to fit in memory); in-memory objects with the
 attributes of :class:`pymotor.Trajectory` work too.
 
@@ -11,7 +13,6 @@ Units: Angstrom, fs (time axes in ps), eV, amu, cm^-1, degrees.
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import json
 import math
 import os
@@ -23,6 +24,8 @@ import numpy as np
 from .. import analysis
 from ..analysis import _validate as V
 from ..analysis.stream import H5MDReader
+from . import render
+from .checks import K_SIGMA, check_runs, criteria
 
 __all__ = ["compare", "Report", "DEFAULT_WINDOWS_STEPS"]
 
@@ -38,10 +41,12 @@ SPECTRUM_RANGE_CM = (0.0, 4000.0)
 class _Run:
     """Uniform access to one run: an H5MD path (read in chunks) or an in-memory object."""
 
-    def __init__(self, source, label: str, stride: int, chunk_frames: int):
+    def __init__(self, source, label: str, stride: int, chunk_frames: int, stop=None):
         self.label = label
         self.stride = stride
         self.chunk_frames = chunk_frames
+        self.stop = stop  # frames [0, stop) only (a blow-up's non-finite frames are left out)
+        sl = slice(None, stop, stride)
         if isinstance(source, (str, os.PathLike)):
             self.reader = H5MDReader(source)
             self.path = str(source)
@@ -49,8 +54,8 @@ class _Run:
             self.n_total = self.reader.n_frames
             self.masses = self.reader.masses
             self.numbers = self.reader.atomic_numbers
-            self.time_fs = self.reader.time_fs[::stride]
-            self.step = self.reader.step[::stride]
+            self.time_fs = self.reader.time_fs[sl]
+            self.step = self.reader.step[sl]
             self.potential_energy = self._obs("potential_energy")
             self.kinetic_energy = self._obs("kinetic_energy")
             self.has_velocities = self.reader.has("velocities")
@@ -61,7 +66,7 @@ class _Run:
             if pos is None:
                 raise TypeError(f"`{label}`: expected an H5MD path or a Trajectory-like object, "
                                 f"got {type(source).__name__}")
-            self._src = np.asarray(pos)[::stride]
+            self._src = np.asarray(pos)[sl]
             self.n_total = np.asarray(pos).shape[0]
             m = getattr(source, "masses", None)
             self.masses = None if m is None else np.asarray(m, dtype=float)
@@ -69,13 +74,13 @@ class _Run:
             self.numbers = None if nums is None else np.asarray(nums)
             t = getattr(source, "time_fs", None)
             t = np.arange(self.n_total, dtype=float) if t is None else np.asarray(t, dtype=float)
-            self.time_fs = t[::stride]
+            self.time_fs = t[sl]
             st = getattr(source, "step", None)
-            self.step = np.asarray(st)[::stride] if st is not None else np.arange(self.n_total)[::stride]
+            self.step = np.asarray(st)[sl] if st is not None else np.arange(self.n_total)[sl]
             self.potential_energy = self._arr(getattr(source, "potential_energy", None))
             self.kinetic_energy = self._arr(getattr(source, "kinetic_energy", None))
             vel = getattr(source, "velocities", None)
-            self._vel = None if vel is None else np.asarray(vel)[::stride]
+            self._vel = None if vel is None else np.asarray(vel)[sl]
             self.has_velocities = vel is not None
         self.n_frames = len(self.time_fs)
         self.n_atoms = self.reader.n_atoms if self.reader is not None else int(np.shape(self._src)[1])
@@ -86,10 +91,10 @@ class _Run:
 
     def _obs(self, name):
         v = self.reader.observable(name)
-        return None if v is None else v[:: self.stride]
+        return None if v is None else v[: self.stop : self.stride]
 
     def _arr(self, v):
-        return None if v is None else np.asarray(v, dtype=float)[:: self.stride]
+        return None if v is None else np.asarray(v, dtype=float)[: self.stop : self.stride]
 
     def first_positions(self):
         if self.reader is not None:
@@ -103,7 +108,7 @@ class _Run:
         else:
             src, step = (self._src if cls.field == "positions" else self._vel), None
         obj = cls(src, *args, chunk_frames=self.chunk_frames, **kw)
-        return obj.run(step=step).results
+        return obj.run(stop=self.stop if self.reader is not None else None, step=step).results
 
     def close(self):
         if self.reader is not None:
@@ -173,6 +178,11 @@ class Report:
     notes: list = field(default_factory=list)
     captions: dict = field(default_factory=dict)
 
+    @property
+    def warnings(self) -> list:
+        """The warnings (dicts with ``kind`` and ``message``; see :mod:`pymotor.compare.checks`)."""
+        return list(self.summary.get("warnings", []))
+
     def write(self, out_dir) -> Path:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -182,63 +192,8 @@ class Report:
         summary["figures"] = [f"{name}.png" for name in self.figures]
         summary["notes"] = list(self.notes)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        (out / "index.html").write_text(self._html(summary))
+        (out / "index.html").write_text(render.page(summary, self.figures, self.captions))
         return out / "index.html"
-
-    def _html(self, summary) -> str:
-        ref, cand = summary["labels"]["reference"], summary["labels"]["candidate"]
-        esc = html.escape
-        parts = [
-            "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-            f"<title>pymotor compare: {esc(cand)} vs {esc(ref)}</title>",
-            "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
-            "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
-            "padding:2px 8px;text-align:right}th{background:#eee}td:first-child{text-align:left}"
-            "img{max-width:100%;border:1px solid #ddd}</style></head><body>",
-            f"<h1>{esc(cand)} vs {esc(ref)}</h1>",
-            f"<p>reference: <code>{esc(summary['inputs']['reference']['path'])}</code>, "
-            f"candidate: <code>{esc(summary['inputs']['candidate']['path'])}</code>; "
-            f"generated {esc(summary['generated'])} by pymotor {esc(summary['pymotor_version'])}. "
-            "All numbers are also in <a href='summary.json'>summary.json</a>.</p>",
-        ]
-        for key, title in (("inputs", "Runs"), ("energies", "Energies"),
-                           ("rolling_pearson", "Rolling Pearson r"), ("rmsf", "RMSF"),
-                           ("distances", "Interatomic distances"),
-                           ("radius_of_gyration", "Radius of gyration"),
-                           ("power_spectrum", "Power spectra"), ("conformers", "Conformers")):
-            if key not in summary:
-                continue
-            parts.append(f"<h2>{esc(title)}</h2>")
-            parts.append(_html_table(summary[key]))
-            for name in self.figures:
-                if name.startswith(key):
-                    cap = self.captions.get(name, "")
-                    parts.append(f"<figure><img src='{esc(name)}.png' alt='{esc(name)}'>"
-                                 f"<figcaption>{esc(cap)}</figcaption></figure>")
-        if summary["notes"]:
-            items = "".join(f"<li>{esc(n)}</li>" for n in summary["notes"])
-            parts.append(f"<h2>Notes</h2><ul>{items}</ul>")
-        parts.append("</body></html>\n")
-        return "\n".join(parts)
-
-
-def _html_table(d) -> str:
-    rows = []
-
-    def walk(prefix, v):
-        if isinstance(v, dict):
-            for k, x in v.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), x)
-        elif isinstance(v, list) and len(v) > 8:
-            rows.append((prefix, f"[{len(v)} values, see summary.json]"))
-        else:
-            if isinstance(v, float):
-                v = f"{v:.6g}"
-            rows.append((prefix, v))
-
-    walk("", d)
-    body = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
-    return f"<table>{body}</table>"
 
 
 # ---- figures ------------------------------------------------------------------------------------
@@ -251,7 +206,8 @@ def _figure(nrows=1, ncols=1, size=(8, 4)):
 
 
 def compare(reference, candidate, *, labels=("xTB", "NN"), windows_steps=DEFAULT_WINDOWS_STEPS,
-            stride: int = 1, chunk_frames: int = 4096, rmsf_max_iter: int = 1) -> Report:
+            stride: int = 1, chunk_frames: int = 4096, rmsf_max_iter: int = 1, requested_steps=None,
+            test_metrics=None, seconds_per_step=None, k_sigma: float = K_SIGMA) -> Report:
     """Compare a candidate MD run with a reference run of the same molecule.
 
     Parameters
@@ -264,6 +220,20 @@ def compare(reference, candidate, *, labels=("xTB", "NN"), windows_steps=DEFAULT
     stride : use every ``stride``-th frame.
     chunk_frames : frames per chunk when reading files.
     rmsf_max_iter : alignments onto the average structure for the RMSF (1 = MDAnalysis).
+    requested_steps : MD steps the candidate was asked for (a shorter run is a blow-up warning);
+        default: from the file when recorded there.
+    test_metrics : the candidate model's errors on labelled test frames, as returned by
+        :func:`pymotor.train.evaluate_model` (``{"energy": {"mae": ..., "mae_se": ...},
+        "forces": {...}, "n_frames": ...}``, kcal/mol and kcal/mol/Å); shown in the headline.
+    seconds_per_step : wall time per MD step of each run, ``{"reference": s, "candidate": s}``
+        (or keyed by the labels); default: read from ``timings.json`` (``{"seconds_per_step":
+        {"<file stem>": s}}``, as :func:`pymotor.workflows.run_pair` writes) or
+        ``<file stem>_timing.json`` (``{"seconds_per_step": s}``) beside each file.
+    k_sigma : the warnings' threshold in reference standard deviations (see
+        :mod:`pymotor.compare.checks`).
+
+    Every frame of both runs is checked for warnings (:func:`pymotor.compare.run_warnings`),
+    whatever the ``stride``; they are in ``report.warnings`` and ``summary["warnings"]``.
 
     Returns
     -------
@@ -274,13 +244,94 @@ def compare(reference, candidate, *, labels=("xTB", "NN"), windows_steps=DEFAULT
     chunk_frames = V.positive_int(chunk_frames, "chunk_frames")
     if len(labels) != 2 or labels[0] == labels[1]:
         raise ValueError(f"`labels` must be two different names, got {labels!r}")
-    runs = [_Run(reference, labels[0], stride, chunk_frames)]
-    runs.append(_Run(candidate, labels[1], stride, chunk_frames))
+    checked = check_runs(reference, candidate, labels=tuple(labels), requested_steps=requested_steps,
+                         k_sigma=k_sigma)
+    runs = []
     try:
-        return _compare(runs, tuple(windows_steps), rmsf_max_iter)
+        for src, label, bad in zip((reference, candidate), labels, checked.first_nonfinite):
+            runs.append(_Run(src, label, stride, chunk_frames, stop=bad))
+        report = _compare(runs, tuple(windows_steps), rmsf_max_iter)
     finally:
         for r in runs:
             r.close()
+    s, notes = report.summary, report.notes
+    for label, bad in zip(labels, checked.first_nonfinite):
+        if bad is not None:
+            notes.insert(0, f"{label}: non-finite values from frame {bad} on; the comparison uses frames 0-{bad - 1}")
+    warnings = checked.warnings
+    notes.extend(checked.notes)
+    s["warnings"] = _finite_or_none(warnings, notes, "warnings")
+    s["warning_criteria"] = criteria(k_sigma)
+    if test_metrics is not None:
+        s["test_metrics_kcal"] = _finite_or_none(dict(test_metrics), notes, "test_metrics_kcal")
+    timing = _timings(reference, candidate, labels, seconds_per_step, notes)
+    if timing:
+        s["timings"] = _finite_or_none(timing, notes, "timings")
+    s["headline"] = _finite_or_none(_headline(s), notes, "headline")
+    return report
+
+
+def _timings(reference, candidate, labels, seconds_per_step, notes) -> dict:
+    """{"ms_per_step": {label: ms}, "speedup": ref/cand, "source": ...} or {} when unknown."""
+    got, source = {}, "given"
+    if seconds_per_step is not None:
+        for role, label in zip(("reference", "candidate"), labels):
+            v = seconds_per_step.get(label, seconds_per_step.get(role))
+            if v is not None:
+                got[label] = float(v)
+    else:
+        found = []
+        for src, label in zip((reference, candidate), labels):
+            if not isinstance(src, (str, os.PathLike)):
+                continue
+            path = Path(src)
+            for f, pick in ((path.parent / "timings.json", lambda d: d.get("seconds_per_step", {}).get(path.stem)),
+                            (path.parent / f"{path.stem}_timing.json", lambda d: d.get("seconds_per_step"))):
+                try:
+                    v = pick(json.loads(f.read_text())) if f.is_file() else None
+                except (OSError, ValueError, AttributeError):
+                    v = None
+                if isinstance(v, (int, float)) and v > 0:
+                    got[label] = float(v)
+                    found.append(str(f))
+                    break
+        source = ", ".join(sorted(set(found)))
+        if got:
+            notes.append(f"MD cost per step read from {source}")
+    if not got:
+        return {}
+    out = {"ms_per_step": {k: 1e3 * v for k, v in got.items()}, "source": source}
+    if len(got) == 2 and got[labels[1]] > 0:
+        out["speedup"] = got[labels[0]] / got[labels[1]]
+    return out
+
+
+def _headline(s) -> dict:
+    """The source work's numbers in one flat place (also the report's headline table)."""
+    ref, cand = s["labels"]["reference"], s["labels"]["candidate"]
+    h = {}
+    m = s.get("test_metrics_kcal") or {}
+    if m:
+        e, f = m.get("energy") or {}, m.get("forces") or {}
+        h.update(energy_mae_kcal_per_mol=e.get("mae"), energy_mae_se_kcal_per_mol=e.get("mae_se"),
+                 forces_mae_kcal_per_mol_per_A=f.get("mae"), forces_mae_se_kcal_per_mol_per_A=f.get("mae_se"),
+                 test_frames=m.get("n_frames"))
+    h["rmsf_pearson_r"] = s.get("rmsf", {}).get("pearson_r")
+    h["power_spectrum_pearson_r"] = s.get("power_spectrum", {}).get("pearson_r")
+    h["rolling_pearson_r_median"] = {name: {k: v.get("median") for k, v in res.items()}
+                                     for name, res in s.get("rolling_pearson", {}).items()}
+    h["distances_jensen_shannon_distance"] = s.get("distances", {}).get("jensen_shannon_distance")
+    h["distances_wasserstein_distance_A"] = s.get("distances", {}).get("wasserstein_distance_A")
+    h["radius_of_gyration_wasserstein_distance_A"] = s.get("radius_of_gyration", {}).get("wasserstein_distance_A")
+    conf = s.get("conformers", {})
+    if not conf.get("skipped"):
+        h["conformer_populations"] = {r: conf[r]["populations"] for r in (ref, cand) if r in conf}
+    t = s.get("timings") or {}
+    if t:
+        h["ms_per_step"] = t["ms_per_step"]
+        h["speedup"] = t.get("speedup")
+    h["n_warnings"] = len(s.get("warnings", []))
+    return h
 
 
 def _compare(runs, windows_steps, rmsf_max_iter) -> Report:
