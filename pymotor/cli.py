@@ -7,19 +7,46 @@ import sys
 
 #: subcommand modules, each with register(subparsers)
 _SUBSYSTEMS = ("pymotor.data.cli", "pymotor.train.cli", "pymotor.compare.cli")
-#: errors of bad user input: printed as one line, exit code 2 (others keep their traceback)
-USER_ERRORS = (ValueError, FileNotFoundError, TypeError, KeyError)
+#: errors of bad user input: one line, exit code 2 (other failures: one line, exit code 1)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+               TypeError, KeyError)
 
 
 def run_parser(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
-    """Parse, run the chosen subcommand's ``func(args)`` and turn bad input into exit code 2."""
+    """Parse and run the chosen subcommand's ``func(args)``. Every failure is one line on
+    stderr and a non-zero exit code: 2 for bad input (a bad option or file), 1 for a run that
+    failed (an MD blow-up, a file another run holds, any other error). ``--debug`` (before
+    or after the subcommand) shows the traceback instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
     args = parser.parse_args(argv)
+    if debug:
+        return int(args.func(args) or 0)
+    prefix = f"{parser.prog} {args.command}: error:"
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{prefix} interrupted (repeat the command to resume)", file=sys.stderr)
+        return 130
     except USER_ERRORS as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"{parser.prog} {args.command}: error: {msg}", file=sys.stderr)
+        print(f"{prefix} {msg}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - one line for every failure; --debug for the traceback
+        from .md import MDError
+
+        cause = exc.__cause__
+        what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, MDError):
+            line = what
+        elif isinstance(cause, MDError):  # the potential raised; MDError says where
+            line = f"{getattr(cause, 'detail', cause)}"
+        else:
+            line = f"{type(exc).__name__}: {what}"
+        print(f"{prefix} {line} (--debug shows the traceback)", file=sys.stderr)
+        return 1
 
 
 def subsystem_main(prog: str, register, argv: list[str] | None = None) -> int:
@@ -37,8 +64,9 @@ def _register_md(sub) -> None:
     src.add_argument("--start-db", help="start from a reference database (default frame: last test frame)")
     src.add_argument("--xyz", help="start from an xyz file (velocities drawn at --temperature)")
     p.add_argument("--model", help="deployed TorchScript model; default: the shipped cpnx-schnet")
-    p.add_argument("--backend", default="torchscript", choices=["torchscript", "fast", "auto"],
-                   help="model evaluator: libtorch, pymotor's C++ SchNet kernels, or fast when the model is a SchNet")
+    p.add_argument("--backend", default="auto", choices=["auto", "torchscript", "fast"],
+                   help="model evaluator: auto (default: pymotor's C++ kernels when they support the model, "
+                        "checked against libtorch at load; else TorchScript), torchscript (libtorch), fast")
     p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--timestep-fs", type=float, default=1.0)
     p.add_argument("--temperature", type=float, default=300.0, help="K")
@@ -47,20 +75,27 @@ def _register_md(sub) -> None:
     p.add_argument("--interval", type=int, default=1)
     p.add_argument("--xtb-backend", default="tblite", choices=["tblite", "xtb-python"])
     p.add_argument("--no-xtb", action="store_true", help="run only the NN model")
-    p.add_argument("--out", default="runs/md", help="output folder (nn.h5, xtb.h5, timings.json)")
+    p.add_argument("--out", default="runs/md", help="output folder (nn.h5, xtb.h5, timings.json); "
+                   "repeating the command resumes the runs in it")
+    p.add_argument("--overwrite", action="store_true", help="start again instead of resuming runs in --out")
+    p.add_argument("--change-settings", action="store_true",
+                   help="resume runs in --out with other settings (recorded in the files)")
+    p.add_argument("--on-bond-change", default="record", choices=["record", "stop", "ignore"],
+                   help="when a covalent bond breaks or forms: record it and go on (default), stop, ignore")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=_md)
 
 
 def _md(args) -> int:
-    from ase.io import read
-
     from . import data, models
     from .workflows import run_pair, start_from_dataset
 
     if args.start_db:
         atoms = start_from_dataset(args.start_db)
     elif args.xyz:
-        atoms = read(args.xyz)
+        from .data.inputs import atoms_from_xyz
+
+        atoms = atoms_from_xyz(args.xyz)
     else:
         atoms = data.cpnx()
     model = args.model or models.path("cpnx-schnet")
@@ -68,7 +103,8 @@ def _md(args) -> int:
                    temperature_K=args.temperature,
                    thermostat=None if args.thermostat == "none" else args.thermostat, tdamp_fs=args.tdamp_fs,
                    xtb_backend=None if args.no_xtb else args.xtb_backend, interval=args.interval,
-                   backend=args.backend)
+                   backend=args.backend, resume=not args.overwrite, change_settings=args.change_settings,
+                   on_bond_change=args.on_bond_change)
     print(f"wrote {res.nn}" + (f" and {res.xtb}" if res.xtb else ""))
     for k, v in res.seconds_per_step.items():
         print(f"  {k}: {1e3 * v:.2f} ms/step")

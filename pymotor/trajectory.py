@@ -70,16 +70,123 @@ class Trajectory:
         return out
 
 
-class H5MDWriter:
-    """Appends frames of one replica to an H5MD file and keeps its restart state."""
+class TrajectoryLockedError(RuntimeError):
+    """The trajectory file is being written by another process."""
 
-    def __init__(self, path: str | os.PathLike, atomic_numbers, masses, attrs: dict, append: bool = False):
+
+class TrajectoryFileError(ValueError):
+    """A trajectory or restart file that cannot be read (damaged, truncated, not HDF5)."""
+
+
+def lock_path(path: str | os.PathLike) -> Path:
+    """The lock file of a trajectory: ``.NAME.lock`` beside it (kept after the run: deleting
+    it could let two writers lock two different files of the same name)."""
+    p = Path(path)
+    return p.with_name(f".{p.name}.lock")
+
+
+def _holder(path: Path) -> str:
+    try:
+        pid = lock_path(path).read_text().strip()
+        return f"process {pid}" if pid else "another process"
+    except OSError:
+        return "another process"
+
+
+class FileLock:
+    """An exclusive advisory lock (``fcntl.flock``) on a trajectory's lock file, taken before
+    the trajectory is opened for writing and released by the kernel if the process dies."""
+
+    def __init__(self, path: str | os.PathLike, what: str = "trajectory"):
+        import fcntl
+
         self.path = Path(path)
-        if append:
-            self.f = h5py.File(self.path, "r+")
-            return
+        self._fd = os.open(lock_path(self.path), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            self._fd = None
+            raise TrajectoryLockedError(
+                f"`{what}`: {self.path} is being written by {_holder(self.path)} (lock file "
+                f"{lock_path(self.path)}); wait for that run to end or write to another file") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    def release(self) -> None:
+        if self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def open_h5(path: str | os.PathLike, mode: str = "r", what: str = "path", allow_running: bool = False):
+    """``h5py.File`` with errors that name the argument: a missing file, a directory, a file
+    another process is writing (:class:`TrajectoryLockedError`), an unreadable file
+    (:class:`TrajectoryFileError`)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"`{what}`: {path} is a directory, not an H5MD file")
+    if mode == "r" and not path.is_file():
+        raise FileNotFoundError(f"`{what}`: trajectory file {str(path)!r} does not exist")
+    try:
+        return h5py.File(path, mode, locking=False) if allow_running else h5py.File(path, mode)
+    except BlockingIOError:
+        raise TrajectoryLockedError(
+            f"`{what}`: {path} is being written by {_holder(path)}; read it when that run has ended, "
+            "or pass allow_running=True to read the frames flushed so far") from None
+    except OSError as exc:
+        if "lock" in str(exc).lower():
+            raise TrajectoryLockedError(
+                f"`{what}`: {path} is locked by {_holder(path)}; read it when that run has ended, "
+                "or pass allow_running=True to read the frames flushed so far") from None
+        raise TrajectoryFileError(
+            f"`{what}`: {path} is not a readable HDF5 file ({path.stat().st_size} bytes; {exc}); it is "
+            "damaged or was not written by pymotor") from None
+
+
+#: the restart state's two slots; ``/pymotor`` attribute ``state_slot`` names the committed one
+_STATE_SLOTS = ("state0", "state1")
+_STATE_REQUIRED = ("positions", "velocities", "step", "time_fs")
+
+
+class H5MDWriter:
+    """Appends frames of one replica to an H5MD file and keeps its restart state.
+
+    Safety: an exclusive lock file is taken before the file is touched (a second writer is
+    refused, :class:`TrajectoryLockedError`); an existing file is never truncated unless
+    ``overwrite``; a new file is built under a temporary name and renamed into place by
+    :meth:`publish` once it holds its first frame and state, so the file at ``path`` is always
+    readable; the restart state is committed atomically (:meth:`write_state`)."""
+
+    def __init__(self, path: str | os.PathLike, atomic_numbers, masses, attrs: dict, append: bool = False,
+                 overwrite: bool = False):
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise ValueError(f"`trajectory`: {self.path} is a directory; name a file, e.g. {self.path / 'md.h5'}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.f = h5py.File(self.path, "w")
+        self._lock = FileLock(self.path, "restart" if append else "trajectory")
+        self._tmp = None
+        try:
+            for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+                stale.unlink()  # a file of a run killed before its first frame (we hold the lock)
+            if append:
+                self.f = open_h5(self.path, "r+", "restart")
+                return
+            if self.path.exists() and not overwrite:
+                raise FileExistsError(
+                    f"`trajectory`: {self.path} exists; continue that run with restart={str(self.path)!r} "
+                    "(CLI: repeat the command) or replace it with overwrite=True (CLI: --overwrite)")
+            self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            self.f = h5py.File(self._tmp, "w")
+            self._write_header(atomic_numbers, masses, attrs)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _write_header(self, atomic_numbers, masses, attrs: dict) -> None:
         from . import __version__
 
         h5 = self.f.create_group("h5md")
@@ -109,9 +216,26 @@ class H5MDWriter:
             g.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,)).attrs["unit"] = "fs"
             g.create_dataset("value", shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,)).attrs["unit"] = unit
         meta = self.f.create_group("pymotor")
+        self.set_attrs(attrs)
+        meta.create_dataset("bond_events", shape=(0, 4), maxshape=(None, 4), dtype="i8", chunks=(64, 4))
+        meta.create_dataset("bond_event_distance_A", shape=(0,), maxshape=(None,), dtype="f8", chunks=(64,))
+        self.f.flush()
+
+    def set_attrs(self, attrs: dict) -> None:
+        """Write run settings into the ``/pymotor`` attributes (JSON for dicts and lists)."""
+        meta = self.f["pymotor"]
         for k, v in attrs.items():
             meta.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else ("" if v is None else v)
+
+    def publish(self) -> None:
+        """Move a new file into place (after its first frame and state are written)."""
+        if self._tmp is None:
+            return
         self.f.flush()
+        self.f.close()
+        os.replace(self._tmp, self.path)
+        self._tmp = None
+        self.f = h5py.File(self.path, "r+")
 
     @property
     def n_dof(self) -> float:
@@ -139,6 +263,26 @@ class H5MDWriter:
             self._extend(g["value"], v)
         self.f.flush()
 
+    def append_bond_events(self, events: np.ndarray, distances: np.ndarray) -> None:
+        """Record connectivity changes: rows (step, i, j, formed) and distances (Angstrom)."""
+        if len(events) == 0:
+            return
+        meta = self.f["pymotor"]
+        if "bond_events" not in meta:  # a file from before bond events were recorded
+            meta.create_dataset("bond_events", shape=(0, 4), maxshape=(None, 4), dtype="i8", chunks=(64, 4))
+            meta.create_dataset("bond_event_distance_A", shape=(0,), maxshape=(None,), dtype="f8", chunks=(64,))
+        self._extend(meta["bond_events"], np.asarray(events, dtype=np.int64).reshape(-1, 4))
+        self._extend(meta["bond_event_distance_A"], np.asarray(distances, dtype=float))
+        self.f.flush()
+
+    def record_change(self, step: int, changes: dict, attrs: dict) -> None:
+        """Record settings changed at a restart (``{key: (old, new)}``) and apply them."""
+        meta = self.f["pymotor"]
+        log = json.loads(meta.attrs.get("setting_changes", "[]"))
+        log.append({"step": int(step), "changes": {k: [_jsonable(a), _jsonable(b)] for k, (a, b) in changes.items()}})
+        self.set_attrs(dict(attrs, setting_changes=log))
+        self.f.flush()
+
     @staticmethod
     def _extend(ds, data) -> None:
         n = ds.shape[0]
@@ -146,49 +290,104 @@ class H5MDWriter:
         ds[n:] = data
 
     def write_state(self, state: dict) -> None:
-        """Replace the restart state (positions, velocities, thermostat, step, time)."""
+        """Commit the restart state (positions, velocities, thermostat, step, time, bonds).
+
+        Atomic: the state goes into the slot that is not committed (datasets overwritten in
+        place), is flushed, and only then does the ``state_slot`` attribute switch to it. A
+        kill at any instant leaves either the previous or the new state."""
         meta = self.f["pymotor"]
-        if "state" in meta:
-            del meta["state"]
-        g = meta.create_group("state")
+        current = int(meta.attrs.get("state_slot", -1))
+        slot = 1 if current == 0 else 0
+        g = meta.require_group(_STATE_SLOTS[slot])
+        for k in list(g.keys()):
+            if state.get(k) is None:
+                del g[k]
         for k, v in state.items():
-            if v is not None:
-                g.create_dataset(k, data=np.asarray(v))
+            if v is None:
+                continue
+            v = np.asarray(v)
+            if k in g and g[k].shape == v.shape and g[k].dtype == v.dtype:
+                g[k][...] = v
+            else:
+                if k in g:
+                    del g[k]
+                g.create_dataset(k, data=v)
+        self.f.flush()
+        meta.attrs["state_slot"] = slot
         self.f.flush()
 
     def truncate_after(self, step: int) -> None:
-        """Drop frames with step > ``step`` (written after the last saved state)."""
+        """Drop frames and bond events with step > ``step`` (written after the last committed state)."""
         groups = [self.f[_PARTICLES][name] for name, _, _ in _VECTORS.values()]
         groups += [self.f["observables"][name] for name in _SCALARS]
         for g in groups:
             keep = int(np.searchsorted(g["step"][:], step, side="right"))
             for ds in ("step", "time", "value"):
                 g[ds].resize(keep, axis=0)
+        meta = self.f["pymotor"]
+        if "bond_events" in meta and len(meta["bond_events"]):
+            keep = int((meta["bond_events"][:, 0] <= step).sum())
+            meta["bond_events"].resize(keep, axis=0)
+            meta["bond_event_distance_A"].resize(keep, axis=0)
         self.f.flush()
 
     def close(self) -> None:
-        self.f.close()
+        """Close the file; a new file that holds frames is published first, one without
+        frames is removed (nothing in it to read or restart)."""
+        try:
+            if self._tmp is not None and getattr(self, "f", None) is not None and self.f.id.valid \
+                    and self.f[_PARTICLES]["position"]["step"].shape[0] > 0:
+                self.publish()
+            if getattr(self, "f", None) is not None and self.f.id.valid:
+                self.f.close()
+            if self._tmp is not None and self._tmp.exists():
+                self._tmp.unlink()
+        finally:
+            self._lock.release()
 
 
-def read_state(path: str | os.PathLike) -> dict:
-    """The restart state stored in a pymotor H5MD file."""
-    with h5py.File(path, "r") as f:
-        if "pymotor/state" not in f:
-            raise ValueError(f"`restart`: {path} holds no pymotor restart state")
-        st = {k: v[()] for k, v in f["pymotor/state"].items()}
-        st["attrs"] = dict(f["pymotor"].attrs)
-        st["atomic_numbers"] = f[_PARTICLES]["species"][()]
+def _jsonable(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def read_state(path: str | os.PathLike, what: str = "restart") -> dict:
+    """The committed restart state stored in a pymotor H5MD file (``what`` names the argument
+    in errors). Raises :class:`TrajectoryFileError` for a damaged file or state."""
+    path = Path(path)
+    with open_h5(path, "r", what) as f:
+        try:
+            if "pymotor" not in f or _PARTICLES not in f:
+                raise ValueError(f"`{what}`: {path} is not a pymotor trajectory (no /pymotor, /{_PARTICLES})")
+            slot = f["pymotor"].attrs.get("state_slot")
+            group = f"pymotor/{_STATE_SLOTS[int(slot)]}" if slot is not None else "pymotor/state"
+            if group not in f:
+                raise ValueError(f"`{what}`: {path} holds no pymotor restart state")
+            st = {k: v[()] for k, v in f[group].items()}
+            st["attrs"] = dict(f["pymotor"].attrs)
+            st["atomic_numbers"] = f[_PARTICLES]["species"][()]
+            st["masses"] = f[_PARTICLES]["mass"][()]
+            st["n_frames"] = int(f[_PARTICLES]["position"]["step"].shape[0])
+        except (KeyError, OSError, RuntimeError) as exc:
+            raise TrajectoryFileError(f"`{what}`: {path} is damaged ({exc})") from None
+    missing = [k for k in _STATE_REQUIRED if k not in st]
+    if missing:
+        raise TrajectoryFileError(f"`{what}`: the restart state in {path} lacks {', '.join(missing)}; "
+                                  "the file is damaged")
     return st
 
 
 def read_trajectory(path: str | os.PathLike, start: int = 0, stop: int | None = None,
-                    step: int = 1) -> Trajectory:
-    """Read frames ``start:stop:step`` of a pymotor H5MD file into a :class:`Trajectory`."""
+                    step: int = 1, allow_running: bool = False) -> Trajectory:
+    """Read frames ``start:stop:step`` of a pymotor H5MD file into a :class:`Trajectory`.
+
+    A file that another process is still writing is refused with
+    :class:`TrajectoryLockedError` unless ``allow_running`` (then the frames flushed so far
+    are read)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"`path`: trajectory file {str(path)!r} does not exist")
     sl = slice(start, stop, step)
-    with h5py.File(path, "r") as f:
+    with open_h5(path, "r", "path", allow_running=allow_running) as f:
         if _PARTICLES not in f:
             raise ValueError(f"`path`: {path} is not a pymotor H5MD trajectory (no /{_PARTICLES})")
         traj = f[_PARTICLES]
@@ -204,6 +403,11 @@ def read_trajectory(path: str | os.PathLike, start: int = 0, stop: int | None = 
                 except json.JSONDecodeError:
                     pass
             attrs[k] = v.item() if isinstance(v, np.generic) else v
+        meta = f["pymotor"]
+        if "bond_events" in meta:
+            ev, dist = meta["bond_events"][()], meta["bond_event_distance_A"][()]
+            attrs["bond_events"] = [dict(step=int(e[0]), i=int(e[1]), j=int(e[2]), formed=bool(e[3]),
+                                         distance_A=float(d)) for e, d in zip(ev, dist)]
         return Trajectory(
             atomic_numbers=traj["species"][()].astype(int), masses=traj["mass"][()],
             step=traj["position"]["step"][sl], time_fs=traj["position"]["time"][sl],

@@ -56,10 +56,13 @@ class PairResult:
 def run_pair(model, atoms: Atoms, out_dir: str | os.PathLike, steps: int = 5000, timestep_fs: float = 1.0,
              temperature_K: float = 300.0, thermostat: str | None = "nose-hoover", tdamp_fs: float = 100.0,
              xtb_backend: str | None = "tblite", interval: int = 1, progress: bool = True,
-             resume: bool = True, backend: str = "torchscript", parallel: bool = True) -> PairResult:
+             resume: bool = True, backend: str = "auto", parallel: bool = True,
+             on_bond_change: str = "record", change_settings: bool = False) -> PairResult:
     """NN and GFN2-xTB MD from the same start with the same integrator; writes
     ``out_dir/nn.h5``, ``out_dir/xtb.h5`` and ``out_dir/timings.json`` (s per step).
-    ``xtb_backend=None`` runs only the NN. Existing files are resumed when ``resume``.
+    ``xtb_backend=None`` runs only the NN. Existing files are resumed when ``resume`` (with
+    ``change_settings`` as in :func:`pymotor.run_md`), replaced otherwise. ``on_bond_change``: the
+    connectivity guard of :func:`pymotor.run_md`.
     ``backend`` is the evaluator of a model given as a path (see :func:`pymotor.load_model`).
     ``parallel``: the NN run goes in a second thread while xTB runs (the C++ MD loop releases
     the GIL, so on two cores the pair costs about the xTB run alone); each run's time per
@@ -80,14 +83,14 @@ def run_pair(model, atoms: Atoms, out_dir: str | os.PathLike, steps: int = 5000,
 
     def one(position, name, pot):
         path = out / f"{name}.h5"
-        restart = path if (resume and path.is_file() and _has_state(path)) else None
-        done_before = _steps_in(path) if restart else 0
+        done_before = _steps_in(path) if (resume and path.is_file() and _has_state(path)) else 0
         bar = {"desc": f"{name.upper()} MD", "position": position} if progress else False
         t0 = time.perf_counter()
         try:
             run_md(pot, atoms, steps=steps, timestep_fs=timestep_fs, temperature_K=temperature_K,
                    thermostat=thermostat, tdamp_fs=tdamp_fs, interval=interval, progress=bar,
-                   trajectory=path, restart=restart)
+                   trajectory=path, restart=path if resume else None, overwrite=not resume,
+                   on_bond_change=on_bond_change, change_settings=change_settings)
         except BaseException as exc:  # noqa: BLE001  (re-raised in the calling thread)
             errors[name] = exc
             return
@@ -112,12 +115,12 @@ def run_pair(model, atoms: Atoms, out_dir: str | os.PathLike, steps: int = 5000,
 
 
 def _has_state(path: Path) -> bool:
-    import h5py
+    from .trajectory import read_state
 
     try:
-        with h5py.File(path, "r") as f:
-            return "pymotor/state" in f
-    except OSError:
+        read_state(path)
+        return True
+    except (OSError, ValueError):
         return False
 
 

@@ -11,6 +11,7 @@ pytest.importorskip("schnetpack")
 
 @pytest.mark.xtb
 @pytest.mark.schnetpack
+@pytest.mark.filterwarnings("ignore:MD step .* bond:RuntimeWarning")  # a model trained for seconds
 def test_tiny_demo_pipeline(tmp_path):
     from pymotor.demo import run_demo
     h = run_demo(tmp_path / "demo", scale="tiny", progress=False)

@@ -51,7 +51,8 @@ def test_nve_energy_conservation_lj_10000_steps():
 
 def test_nve_energy_conservation_schnet_like_model_10000_steps(tiny_model_path, ethanol):
     t = pymotor.run_md(tiny_model_path, ethanol, steps=10_000, timestep_fs=0.25, thermostat=None,
-                       temperature_K=300.0, seed=3, interval=10)
+                       temperature_K=300.0, seed=3, interval=10,
+                       on_bond_change="ignore")  # random weights: bonds break; conservation only
     drift = np.abs(t.conserved_energy - t.conserved_energy[0]).max()
     assert np.isfinite(t.conserved_energy).all()
     assert drift < 0.05 * KT_300, f"energy drift {drift:.2e} eV"

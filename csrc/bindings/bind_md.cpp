@@ -11,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 
+#include "pymotor/connectivity.hpp"
 #include "pymotor/md_loop.hpp"
 #include "pymotor/neighbors.hpp"
 #include "pymotor/potential.hpp"
@@ -39,15 +40,40 @@ std::vector<double> to_vector(const darray& a, size_t expected, const char* what
   return std::vector<double>(a.data(), a.data() + a.size());
 }
 
+// The Python exception raised inside a force callback, kept (with its traceback) until the
+// binding that started the C++ call holds the GIL again and re-raises it as itself. The
+// callback runs on the thread that called into C++, so one slot per thread suffices.
+thread_local std::shared_ptr<py::object> pending_exception;
+
+// Re-raise a pending callback exception (GIL held).
+void raise_pending() {
+  if (!pending_exception) return;
+  py::object exc = std::move(*pending_exception);
+  pending_exception.reset();
+  PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+  throw py::error_already_set();
+}
+
+// The pending exception as a Python object (None if there is none); clears it (GIL held).
+py::object take_pending() {
+  if (!pending_exception) return py::none();
+  py::object exc = std::move(*pending_exception);
+  pending_exception.reset();
+  return exc;
+}
+
 // Energies and forces of (R, N, 3) positions through any potential, without the GIL.
 py::tuple compute(Potential& p, const darray& positions) {
   if (positions.ndim() != 3 || positions.shape(2) != 3)
     throw std::invalid_argument("positions must be an (n_replicas, n_atoms, 3) array");
   const int R = static_cast<int>(positions.shape(0)), N = static_cast<int>(positions.shape(1));
   std::vector<double> x(positions.data(), positions.data() + positions.size()), e(R), f(x.size());
-  {
+  try {
     py::gil_scoped_release release;
     p.compute(x.data(), R, N, e.data(), f.data());
+  } catch (const std::exception&) {
+    raise_pending();
+    throw;
   }
   return py::make_tuple(to_numpy(e, {R}), to_numpy(f, {R, N, 3}));
 }
@@ -71,9 +97,13 @@ CallbackPotential::Function wrap_callback(py::function fn) {
       std::memcpy(e, en.data(), sizeof(double) * R);
       std::memcpy(f, fo.data(), sizeof(double) * R * N * 3);
     } catch (py::error_already_set& err) {
-      // "ExceptionType: message", without pybind11's appended Python traceback
+      // keep the exception object for the caller; C++ sees "ExceptionType: message"
       std::string type = py::str(err.type().attr("__name__"));
       std::string value = py::str(err.value());
+      py::object value_obj = err.value();
+      if (err.trace() && !err.trace().is_none())  // keep the callback's frames in the traceback
+        PyException_SetTraceback(value_obj.ptr(), err.trace().ptr());
+      pending_exception = std::make_shared<py::object>(value_obj);
       throw std::runtime_error(type + ": " + value);
     }
   };
@@ -103,8 +133,32 @@ class Simulation {
   }
 
   void compute_forces() {
-    py::gil_scoped_release release;
-    integ_->compute_forces(state_);
+    try {
+      py::gil_scoped_release release;
+      integ_->compute_forces(state_);
+    } catch (const std::exception&) {
+      raise_pending();
+      throw;
+    }
+  }
+
+  // Watch covalent connectivity (see pymotor/connectivity.py for the criterion).
+  void set_connectivity_guard(const darray& radii, const iarray& bonds, double break_factor, double form_factor,
+                              bool stop) {
+    std::vector<double> rad = to_vector(radii, state_.n_atoms, "radii");
+    std::vector<int64_t> b(bonds.data(), bonds.data() + bonds.size());
+    guard_ = std::make_unique<ConnectivityGuard>(state_.n_replicas, std::move(rad), b, break_factor, form_factor);
+    stop_on_bond_change_ = stop;
+  }
+  void set_bonds(int replica, const iarray& bonds) {
+    if (!guard_) throw std::invalid_argument("no connectivity guard is set");
+    guard_->set_bonds(replica, std::vector<int64_t>(bonds.data(), bonds.data() + bonds.size()));
+  }
+  py::object bonds(int replica) const {
+    if (!guard_) return py::none();
+    if (replica < 0 || replica >= state_.n_replicas) throw std::invalid_argument("replica out of range");
+    auto b = guard_->bonds(replica);
+    return to_numpy(b, {static_cast<py::ssize_t>(b.size() / 2), 2});
   }
 
   py::dict run(int64_t n_steps, int64_t interval, double max_force) {
@@ -114,14 +168,30 @@ class Simulation {
     ChunkResult res;
     {
       py::gil_scoped_release release;
-      res = run_chunk(state_, *integ_, n_steps, interval, max_force, buf);
+      res = run_chunk(state_, *integ_, n_steps, interval, max_force, buf, guard_.get(), stop_on_bond_change_);
     }
     const int R = state_.n_replicas, N = state_.n_atoms, F = buf.n_frames;
+    static const char* reasons[] = {"", "potential", "non-finite", "force-limit", "bond-change"};
     py::dict d;
     d["steps_done"] = res.steps_done;
     d["failed"] = res.failed;
     d["failed_step"] = res.failed_step;
+    d["failed_replica"] = res.failed_replica;
+    d["failed_atom"] = res.failed_atom;
+    d["reason"] = reasons[static_cast<int>(res.reason)];
     d["error"] = res.error;
+    d["exception"] = res.reason == Failure::potential ? take_pending() : py::none();
+    const py::ssize_t E = static_cast<py::ssize_t>(res.bond_events.size());
+    py::array_t<int64_t> ev({E, static_cast<py::ssize_t>(5)});
+    py::array_t<double> evd({E});
+    for (py::ssize_t k = 0; k < E; ++k) {
+      const BondEvent& b = res.bond_events[k];
+      int64_t* row = ev.mutable_data(k, 0);
+      row[0] = b.step; row[1] = b.replica; row[2] = b.i; row[3] = b.j; row[4] = b.formed ? 1 : 0;
+      evd.mutable_data()[k] = b.distance_A;
+    }
+    d["bond_events"] = ev;            // (E, 5): step, replica, i, j, formed
+    d["bond_event_distance_A"] = evd;  // (E,)
     d["step"] = to_numpy(buf.step, {F});
     d["time_fs"] = to_numpy(buf.time_fs, {F});
     d["positions"] = to_numpy(buf.positions, {F, R, N, 3});
@@ -162,6 +232,8 @@ class Simulation {
   std::shared_ptr<Potential> pot_;
   std::unique_ptr<NoseHooverChain> nhc_;
   std::unique_ptr<Integrator> integ_;
+  std::unique_ptr<ConnectivityGuard> guard_;
+  bool stop_on_bond_change_ = false;
 };
 
 }  // namespace
@@ -238,6 +310,11 @@ void bind_md(py::module_& m) {
            py::arg("tdamp_fs") = 100.0, py::arg("chain_length") = 3, py::arg("n_substeps") = 1,
            py::arg("suzuki_yoshida_order") = 3, py::arg("n_dof") = py::none())
       .def("compute_forces", &Simulation::compute_forces)
+      .def("set_connectivity_guard", &Simulation::set_connectivity_guard, py::arg("radii_A"), py::arg("bonds"),
+           py::arg("break_factor"), py::arg("form_factor"), py::arg("stop"),
+           "Check covalent bonds every step: radii (N) Angstrom, bonds (B, 2) of the start structure.")
+      .def("set_bonds", &Simulation::set_bonds, py::arg("replica"), py::arg("bonds"))
+      .def("bonds", &Simulation::bonds, py::arg("replica"), "Current bonds (B, 2) of a replica (None without guard).")
       .def("run", &Simulation::run, py::arg("n_steps"), py::arg("interval") = 1,
            py::arg("max_force_eV_per_A") = 1e3)
       .def_property("positions", [](const Simulation& s) { return s.vec3(s.state_.positions); },

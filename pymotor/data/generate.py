@@ -349,14 +349,13 @@ def _last_frame_step(path: Path) -> int | None:
         return None
 
 
-def _clean_error(exc) -> str:
-    """The message of ``exc`` without an embedded Python traceback ("At: ..." lines)."""
-    import re
-
-    text = str(exc)
-    text = re.sub(r"\n\s*\nAt:\n(?:[ \t]+.*(?:\n|$))*", "", text)
-    text = re.sub(r"; the frames before it are saved in [^;]*$", "", text.strip())
-    return " ".join(text.split())
+def _error_text(exc) -> str:
+    """One line for a failed segment: the MD error's own detail (step, atom) or the
+    potential's exception (type and message), never a traceback."""
+    for e in (exc, exc.__cause__):  # an MDError, or the potential's exception raised from one
+        if getattr(e, "detail", None):
+            return e.detail
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _run_segmented(calc, atoms, path: Path, total_steps: int, job: _Job, report: Callable,
@@ -389,7 +388,7 @@ def _run_segmented(calc, atoms, path: Path, total_steps: int, job: _Job, report:
             saved = (f"frames up to step {last} are saved in {path} (a rerun continues from "
                      f"step {state})") if last is not None else f"nothing was saved in {path}"
             raise GenerationError(
-                f"{job.name} {stage}: {_clean_error(exc)}; {saved}; repeat the command to resume"
+                f"{job.name} {stage}: {_error_text(exc)}; {saved}; repeat the command to resume"
             ) from exc
         report(done_before + target, stage)
 
