@@ -174,7 +174,10 @@ def run_demo(out: str | Path = "demo", scale: str = "default", pretrained: bool 
     timings["md_s"] = time.perf_counter() - t
 
     t = _stage("4/4 comparison report")
-    report = compare(reference=pair.xtb, candidate=pair.nn)
+    report = compare(reference=pair.xtb, candidate=pair.nn, test_metrics=metrics or None,
+                     seconds_per_step={"reference": pair.seconds_per_step["xtb"],
+                                       "candidate": pair.seconds_per_step["nn"]},
+                     requested_steps=sc.md_steps)
     report_dir = out / "report"
     report.write(report_dir)
     timings["report_s"] = time.perf_counter() - t
@@ -193,6 +196,7 @@ def run_demo(out: str | Path = "demo", scale: str = "default", pretrained: bool 
             "potential_energy_pearson_r": summary["energies"]["potential_energy"]["difference"].get("pearson_r"),
         },
         "stage_seconds": timings,
+        "warnings": [w["message"] if isinstance(w, dict) else str(w) for w in summary.get("warnings", [])],
     }
     (out / "headline.json").write_text(json.dumps(headline, indent=2, default=float))
     return headline
@@ -201,6 +205,10 @@ def run_demo(out: str | Path = "demo", scale: str = "default", pretrained: bool 
 def _print_headline(h: dict) -> None:
     print("\n== pymotor demo finished")
     print(f"report: {h['report']}")
+    for w in h.get("warnings", []):
+        print(f"  WARNING: {w}")
+    if not h.get("warnings"):
+        print("  no warnings: the NN run stayed within the reference's energies, temperatures and bonds")
     m = h.get("test_metrics_kcal") or {}
     if m:
         e, f = m["energy"], m["forces"]
