@@ -41,15 +41,17 @@ from .potentials import (  # noqa: E402
     LennardJonesPotential,
     Model,
     ModelCalculator,
+    ModelFile,
+    NNModel,
     load_model,
 )
 from .trajectory import Trajectory, read_trajectory  # noqa: E402
 
 __version__ = "0.1.0"
-_LAZY_SUBMODULES = ("data", "analysis", "train", "compare", "models", "units")
+_LAZY_SUBMODULES = ("data", "analysis", "train", "compare", "models", "units", "connectivity", "backends")
 
 __all__ = [
-    "run_md", "MDError", "load_model", "Model", "ModelCalculator", "HarmonicPotential",
+    "run_md", "MDError", "load_model", "Model", "NNModel", "ModelFile", "ModelCalculator", "HarmonicPotential",
     "LennardJonesPotential", "Trajectory", "read_trajectory", *_LAZY_SUBMODULES,
 ]
 

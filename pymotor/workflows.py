@@ -68,11 +68,11 @@ def run_pair(model, atoms: Atoms, out_dir: str | os.PathLike, steps: int = 5000,
     the GIL, so on two cores the pair costs about the xTB run alone); each run's time per
     step is measured in its own thread."""
     from . import run_md
-    from .potentials import Model, load_model
+    from .backends import NNModel, load_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if not isinstance(model, Model):
+    if not isinstance(model, NNModel):
         model = load_model(model, backend=backend)
     runs = [("nn", model)]
     if xtb_backend:

@@ -244,15 +244,18 @@ def test_painn_and_custom_models_are_refused_clearly(tmp_path, tiny_model_path):
 
 def test_backend_choice_and_options(models):
     assert isinstance(pymotor.load_model(models["small"], backend="auto"), FastSchNetModel)
-    assert type(pymotor.load_model(models["small"])) is pymotor.Model  # the default stays TorchScript
-    with pytest.raises(ValueError, match="`backend` must be 'torchscript', 'fast' or 'auto'"):
+    auto = pymotor.load_model(models["small"])  # the default is auto: the fast backend for a SchNet
+    assert isinstance(auto, FastSchNetModel) and auto.describe()["kind"] == "fast"
+    assert type(pymotor.load_model(models["small"], backend="torchscript")) is pymotor.Model
+    with pytest.raises(ValueError, match="`backend` must be 'auto' or one of"):
         pymotor.load_model(models["small"], backend="jax")
     with pytest.raises(ValueError, match="`device`: the fast backend runs on the CPU only"):
         pymotor.load_model(models["small"], backend="fast", device="cuda")
     with pytest.raises(ValueError, match="`dtype` must be"):
         pymotor.load_model(models["small"], backend="fast", dtype="float16")
-    with pytest.raises(TypeError, match="options of backend='fast' only"):
-        pymotor.load_model(models["small"], dtype="float64")
+    with pytest.raises(TypeError, match="not options of backend='torchscript'"):
+        pymotor.load_model(models["small"], backend="torchscript", dtype="float64")
+    assert pymotor.load_model(models["small"], dtype="float64").dtype == "float64"  # auto passes it on
     m = pymotor.load_model(models["small"], backend="fast")
     assert m.check_report["max_abs_dE_eV"] < 1e-4
     assert "FastSchNetModel(" in repr(m) and m.cutoff_A == 4.0 and m.elements == [1, 6, 8]
@@ -272,4 +275,4 @@ def test_cli_md_accepts_fast_backend():
 
     args = build_parser().parse_args(["md", "--backend", "fast", "--no-xtb"])
     assert args.backend == "fast"
-    assert build_parser().parse_args(["md"]).backend == "torchscript"
+    assert build_parser().parse_args(["md"]).backend == "auto"  # the fastest backend that supports the file

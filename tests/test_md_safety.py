@@ -87,6 +87,7 @@ def test_second_writer_is_refused_before_it_touches_the_file(cluster, tmp_path):
         assert proc.wait(120) == 0, proc.stderr.read().decode()
     finally:
         proc.kill()
+        proc.wait()
         proc.stderr.close()
     t = pymotor.read_trajectory(path)  # the first run is intact and complete
     np.testing.assert_array_equal(t.step, np.arange(301))
@@ -134,6 +135,7 @@ def test_random_kills_resume_bit_identically(cluster, tmp_path):
             proc.wait(30)
         finally:
             proc.kill()
+            proc.wait()
             proc.stderr.close()
         if path.exists():
             st = read_state(path)  # never a mixed or unreadable state

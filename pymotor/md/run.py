@@ -8,7 +8,6 @@ commits the restart state and updates the progress bar.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 from ase import Atoms
 
 from .. import _core, connectivity
-from ..potentials import make_potential
+from ..backends import describe, load_model, make_potential
 from ..trajectory import Trajectory, TrajectoryFileError, open_h5, read_state
 from .errors import MDError
 from .recorder import Recorder, current_frame
@@ -140,9 +139,7 @@ def run_md(model: Any, atoms: Atoms | Sequence[Atoms], steps: int = 5000, *, tim
         ndof = min(default_n_dof(pos[r], vel[r], masses) for r in range(R))
 
     if isinstance(model, (str, os.PathLike)):
-        from ..potentials import load_model
-
-        model = load_model(model)
+        model = load_model(model)  # backend="auto": the fastest that supports the file
     attrs = settings.attrs(ndof, describe(model))
     changes = {}
     if restart_state is not None:
@@ -324,49 +321,6 @@ def _check_start(sim, max_force: float) -> None:
         raise MDError(f"a start force component (atom {i}) is {np.abs(f).max():.3g} eV/Angstrom, above "
                       f"max_force_eV_per_A={max_force}; optimise the geometry or raise the limit",
                       reason="start", atom=int(i), replica=int(r))
-
-
-def describe(model) -> dict:
-    """How the potential is recorded in the H5MD file: the backend actually used, the model
-    file and its sha256 (the identity a restart is checked against)."""
-    from ..potentials import Model
-
-    if isinstance(model, Model):
-        d = {"kind": getattr(model, "backend", "torchscript"), "path": str(model.path),
-             "cutoff_A": model.cutoff_A, "energy_unit": model.energy_unit}
-        sha = _sha256(model.path)
-        if sha:
-            d["sha256"] = sha
-        return d
-    if isinstance(model, (str, os.PathLike)):
-        return {"kind": "torchscript", "path": str(model), "sha256": _sha256(model)}
-    d = {"kind": type(model).__name__}
-    if hasattr(model, "k_eV_per_A2"):  # HarmonicPotential
-        d["k_eV_per_A2"] = float(model.k_eV_per_A2)
-    if type(model).__name__ == "LennardJonesPotential" and hasattr(model, "args"):
-        d.update(zip(("epsilon_eV", "sigma_A", "cutoff_A", "skin_A"), model.args))
-    params = getattr(model, "parameters", None)  # an ASE calculator's settings
-    if isinstance(params, dict):
-        d["parameters"] = {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool))}
-    return d
-
-
-_SHA_CACHE: dict = {}
-
-
-def _sha256(path) -> str | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    key = (str(path), st.st_mtime_ns, st.st_size)
-    if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _SHA_CACHE[key] = h.hexdigest()
-    return _SHA_CACHE[key]
 
 
 def _short(v) -> str:
