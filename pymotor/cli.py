@@ -112,10 +112,17 @@ def _md(args) -> int:
 
 
 def _register_demo(sub) -> None:
-    p = sub.add_parser("demo", help="the whole loop on CPNX: xTB reference, training, NN vs xTB MD, report")
+    p = sub.add_parser("demo", help="the whole loop on CPNX: xTB reference, the shipped model (or --train), "
+                                    "NN vs xTB MD, report")
     p.add_argument("--out", default="demo", help="work folder (resumable)")
-    p.add_argument("--pretrained", action="store_true", help="use the shipped model instead of training")
-    p.add_argument("--full", action="store_true", help="the source work's scale (hours)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--train", action="store_true",
+                      help="train a SchNet from scratch (a fixed number of epochs, seed 0: the same model on "
+                           "any machine) instead of running the shipped model")
+    mode.add_argument("--pretrained", action="store_true",
+                      help="the shipped model (the default; kept for compatibility)")
+    p.add_argument("--full", action="store_true",
+                   help="the source work's scale (states the expected time and asks first)")
     p.add_argument("--tiny", action="store_true", help="a few dozen steps per stage (smoke test)")
     p.add_argument("--yes", action="store_true", help="do not ask before a long --full run")
     p.set_defaults(func=_demo)
