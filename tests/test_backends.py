@@ -1,0 +1,142 @@
+"""The backend conformance check: every registered backend, on every model file it supports,
+reproduces the eager SchNetPack model (float64) on CPNX frames, gives forces equal to minus
+the numerical gradient, evaluates batched replicas as single runs, and is invariant to
+rotations and translations. A backend that does not support a file must say so
+(UnsupportedModelError), and ``auto`` must then fall back to TorchScript."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("schnetpack")
+
+import pymotor  # noqa: E402
+from pymotor.backends import REGISTRY, UnsupportedModelError, backend_class  # noqa: E402
+from pymotor.units import energy_unit_in_eV  # noqa: E402
+from torch_models import reference_energy_forces  # noqa: E402
+
+pytestmark = pytest.mark.schnetpack
+
+OFFSET = {"atomrefs": {"1": -313.0, "6": -23000.0, "8": -47000.0}, "mean_per_atom": 0.25}
+
+
+def _export(path, architecture, prior):
+    """A model as `pymotor train` builds and `pymotor export` writes it (kcal/mol, atomrefs)."""
+    from pymotor.train.export import script_model
+    from pymotor.train.model import DEFAULT_HYPERPARAMETERS, build_model
+
+    torch.manual_seed(3)
+    hp = dict(DEFAULT_HYPERPARAMETERS, prior=prior)
+    if architecture == "painn":
+        hp.update(n_atom_basis=32)
+    model = build_model(architecture, hp, None, 0.0, energy_scale=40.0)
+    meta = {"format": "pymotor.model/1", "cutoff": 5.0, "length_unit": "Angstrom", "energy_unit": "kcal/mol",
+            "elements": [1, 6, 8], "architecture": architecture, "energy_offset": OFFSET}
+    torch.jit.save(script_model(model), str(path), _extra_files={"cutoff": "5.0", "metadata": json.dumps(meta)})
+    return str(path), model.eval()
+
+
+MODELS = {"schnet": ("schnet", "none"), "schnet-zbl": ("schnet", "zbl"), "painn": ("painn", "none")}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("backends")
+    return {name: _export(d / f"{name}.pt", *spec) for name, spec in MODELS.items()}
+
+
+@pytest.fixture(scope="module")
+def frames():
+    """CPNX: the minimum, a thermal-like rattle, a strong rattle and one with a short C-H."""
+    atoms = pymotor.data.cpnx()
+    out = [atoms.positions.copy()]
+    for k, s in enumerate((0.05, 0.15)):
+        a = atoms.copy()
+        a.rattle(s, seed=20 + k)
+        out.append(a.positions.copy())
+    close = atoms.positions.copy()
+    b = pymotor.connectivity.bonds(atoms.numbers, close)
+    i, j = next((int(i), int(j)) for i, j in b if atoms.numbers[j] == 1)
+    close[j] = close[i] + 0.7 * (close[j] - close[i]) / np.linalg.norm(close[j] - close[i])  # inside the prior
+    out.append(close)
+    return atoms.numbers, out
+
+
+def _load(name, path):
+    try:
+        return backend_class(name)(path, device="cpu")
+    except UnsupportedModelError as exc:
+        return exc
+
+
+@pytest.mark.parametrize("model_name", list(MODELS))
+@pytest.mark.parametrize("backend", sorted(REGISTRY))
+def test_backend_conformance(backend, model_name, files, frames):
+    path, eager = files[model_name]
+    m = _load(backend, path)
+    if isinstance(m, UnsupportedModelError):
+        assert str(m), "an unsupported file must be named in the error"
+        assert pymotor.load_model(path, device="cpu").backend == "torchscript"  # auto falls back
+        pytest.skip(f"{backend} does not support {model_name}: {m}")
+    assert m.describe()["kind"] == backend == m.backend
+    numbers, geometries = frames
+    pot = m.potential(numbers)
+    kcal = energy_unit_in_eV("kcal/mol")
+    offset = m.energy_offset_eV(numbers)
+
+    # 1. equal to the eager SchNetPack model in float64
+    for pos in geometries:
+        e_ref, f_ref = reference_energy_forces(eager, pos, numbers, 5.0)
+        e, f = pot.compute(pos[None])
+        assert abs(e[0] - (e_ref * kcal + offset)) < 1e-4 + 1e-6 * abs(e_ref * kcal), (backend, model_name)
+        assert np.abs(f[0] - f_ref * kcal).max() < 1e-4 + 1e-5 * np.abs(f_ref * kcal).max()
+
+    # 2. forces = -numerical gradient (central differences, 6 components; the float32 network
+    #    energy limits the step: h = 5e-3 Angstrom keeps both round-off and h^2 error < 5 meV/A)
+    pos = geometries[1]
+    _, f = pot.compute(pos[None])
+    h = 5e-3
+    rng = np.random.default_rng(0)
+    for a, c in zip(rng.integers(0, len(numbers), 6), rng.integers(0, 3, 6)):
+        p, q = pos.copy(), pos.copy()
+        p[a, c] += h
+        q[a, c] -= h
+        ep, eq = pot.compute(np.stack([p, q]))[0]
+        assert abs(-(ep - eq) / (2 * h) - f[0, a, c]) < 5e-3 + 2e-3 * abs(f[0, a, c])
+
+    # 3. batched replicas = single runs
+    batch = np.stack(geometries)
+    eb, fb = pot.compute(batch)
+    for k, g in enumerate(geometries):
+        es, fs = m.potential(numbers).compute(g[None])
+        assert abs(eb[k] - es[0]) < 1e-5 and np.abs(fb[k] - fs[0]).max() < 1e-5
+
+    # 4. rotation and translation: the energy is invariant, the forces rotate
+    from scipy.spatial.transform import Rotation
+
+    rot = Rotation.random(random_state=4).as_matrix()
+    moved = geometries[1] @ rot.T + np.array([3.0, -7.0, 11.0])
+    e0, f0 = pot.compute(geometries[1][None])
+    e1, f1 = m.potential(numbers).compute(moved[None])
+    assert abs(e1[0] - e0[0]) < 1e-4
+    np.testing.assert_allclose(f1[0], f0[0] @ rot.T, atol=1e-4)
+
+
+def test_auto_picks_the_fastest_supported_backend(files):
+    assert pymotor.load_model(files["schnet"][0], device="cpu").backend == "fast"
+    assert pymotor.load_model(files["schnet-zbl"][0], device="cpu").backend == "fast"
+    assert pymotor.load_model(files["painn"][0], device="cpu").backend == "torchscript"
+    with pytest.raises(UnsupportedModelError, match="PaiNN|painn|not a SchNet|SchNet"):
+        pymotor.load_model(files["painn"][0], backend="fast")
+
+
+def test_trajectory_records_the_backend_used(files, tmp_path):
+    atoms = pymotor.data.cpnx()
+    for backend in ("fast", "torchscript"):
+        t = pymotor.run_md(pymotor.load_model(files["schnet"][0], backend=backend), atoms, steps=2,
+                           trajectory=tmp_path / f"{backend}.h5", on_bond_change="ignore")
+        pot = t.metadata["potential"]
+        assert pot["kind"] == backend and pot["sha256"] and pot["path"].endswith("schnet.pt")
