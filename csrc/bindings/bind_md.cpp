@@ -15,6 +15,7 @@
 #include "pymotor/md_loop.hpp"
 #include "pymotor/neighbors.hpp"
 #include "pymotor/potential.hpp"
+#include "pymotor/simulation.hpp"
 #include "pymotor/torch_potential.hpp"
 #include "pymotor/units.hpp"
 
@@ -109,68 +110,60 @@ CallbackPotential::Function wrap_callback(py::function fn) {
   };
 }
 
-// State + potential + integrator (+ thermostat): what run_md drives chunk by chunk.
-class Simulation {
+// Python face of pymotor::Simulation (csrc/include/pymotor/simulation.hpp): numpy in and
+// out, the GIL released around the C++ work, a callback's Python exception handed back.
+class PySimulation {
  public:
-  Simulation(std::shared_ptr<Potential> pot, const darray& positions, const darray& velocities, const darray& masses,
-             const iarray& atomic_numbers, double timestep_fs, std::optional<double> temperature_K, double tdamp_fs,
-             int chain_length, int n_substeps, int suzuki_yoshida_order, std::optional<double> n_dof)
-      : pot_(std::move(pot)) {
-    if (!pot_) throw std::invalid_argument("potential is None");
+  PySimulation(std::shared_ptr<Potential> pot, const darray& positions, const darray& velocities, const darray& masses,
+               const iarray& atomic_numbers, double timestep_fs, std::optional<double> temperature_K, double tdamp_fs,
+               int chain_length, int n_substeps, int suzuki_yoshida_order, std::optional<double> n_dof) {
     if (positions.ndim() != 3 || positions.shape(2) != 3)
       throw std::invalid_argument("positions must be an (n_replicas, n_atoms, 3) array");
     const int R = static_cast<int>(positions.shape(0)), N = static_cast<int>(positions.shape(1));
-    std::vector<int64_t> z(atomic_numbers.data(), atomic_numbers.data() + atomic_numbers.size());
-    state_ = State(R, N, z, to_vector(masses, N, "masses"));
-    state_.positions = to_vector(positions, static_cast<size_t>(R) * N * 3, "positions");
-    state_.velocities = to_vector(velocities, static_cast<size_t>(R) * N * 3, "velocities");
-    if (temperature_K) {
-      const double ndof = n_dof ? *n_dof : 3.0 * N - 3.0;
-      nhc_ = std::make_unique<NoseHooverChain>(R, ndof, *temperature_K, tdamp_fs, chain_length, n_substeps,
-                                               suzuki_yoshida_order);
-    }
-    integ_ = std::make_unique<Integrator>(*pot_, timestep_fs, nhc_.get());
+    std::optional<ThermostatSettings> th;
+    if (temperature_K) th = ThermostatSettings{*temperature_K, tdamp_fs, chain_length, n_substeps, suzuki_yoshida_order};
+    sim_ = std::make_unique<Simulation>(
+        std::move(pot), R, N, to_vector(positions, static_cast<size_t>(R) * N * 3, "positions"),
+        to_vector(velocities, static_cast<size_t>(R) * N * 3, "velocities"), to_vector(masses, N, "masses"),
+        std::vector<int64_t>(atomic_numbers.data(), atomic_numbers.data() + atomic_numbers.size()), timestep_fs, th,
+        n_dof);
   }
 
   void compute_forces() {
     try {
       py::gil_scoped_release release;
-      integ_->compute_forces(state_);
+      sim_->compute_forces();
     } catch (const std::exception&) {
       raise_pending();
       throw;
     }
   }
 
-  // Watch covalent connectivity (see pymotor/connectivity.py for the criterion).
   void set_connectivity_guard(const darray& radii, const iarray& bonds, double break_factor, double form_factor,
                               bool stop) {
-    std::vector<double> rad = to_vector(radii, state_.n_atoms, "radii");
-    std::vector<int64_t> b(bonds.data(), bonds.data() + bonds.size());
-    guard_ = std::make_unique<ConnectivityGuard>(state_.n_replicas, std::move(rad), b, break_factor, form_factor);
-    stop_on_bond_change_ = stop;
+    sim_->set_connectivity_guard(to_vector(radii, state().n_atoms, "radii"),
+                                 std::vector<int64_t>(bonds.data(), bonds.data() + bonds.size()), break_factor,
+                                 form_factor, stop);
   }
   void set_bonds(int replica, const iarray& bonds) {
-    if (!guard_) throw std::invalid_argument("no connectivity guard is set");
-    guard_->set_bonds(replica, std::vector<int64_t>(bonds.data(), bonds.data() + bonds.size()));
+    if (!sim_->guard()) throw std::invalid_argument("no connectivity guard is set");
+    sim_->guard()->set_bonds(replica, std::vector<int64_t>(bonds.data(), bonds.data() + bonds.size()));
   }
   py::object bonds(int replica) const {
-    if (!guard_) return py::none();
-    if (replica < 0 || replica >= state_.n_replicas) throw std::invalid_argument("replica out of range");
-    auto b = guard_->bonds(replica);
+    if (!sim_->guard()) return py::none();
+    if (replica < 0 || replica >= state().n_replicas) throw std::invalid_argument("replica out of range");
+    auto b = sim_->guard()->bonds(replica);
     return to_numpy(b, {static_cast<py::ssize_t>(b.size() / 2), 2});
   }
 
   py::dict run(int64_t n_steps, int64_t interval, double max_force) {
-    if (n_steps < 0) throw std::invalid_argument("n_steps must be >= 0");
-    if (interval < 1) throw std::invalid_argument("interval must be >= 1");
     FrameBuffer buf;
     ChunkResult res;
     {
       py::gil_scoped_release release;
-      res = run_chunk(state_, *integ_, n_steps, interval, max_force, buf, guard_.get(), stop_on_bond_change_);
+      res = sim_->run(n_steps, interval, max_force, buf);
     }
-    const int R = state_.n_replicas, N = state_.n_atoms, F = buf.n_frames;
+    const int R = state().n_replicas, N = state().n_atoms, F = buf.n_frames;
     static const char* reasons[] = {"", "potential", "non-finite", "force-limit", "bond-change"};
     py::dict d;
     d["steps_done"] = res.steps_done;
@@ -203,37 +196,37 @@ class Simulation {
     return d;
   }
 
+  const State& state() const { return sim_->state(); }
+  State& state() { return sim_->state(); }
   py::array_t<double> vec3(const std::vector<double>& v) const {
-    return to_numpy(v, {state_.n_replicas, state_.n_atoms, 3});
+    return to_numpy(v, {state().n_replicas, state().n_atoms, 3});
   }
   py::array_t<double> conserved_energy() const {
-    std::vector<double> e(state_.n_replicas);
-    for (int r = 0; r < state_.n_replicas; ++r) e[r] = integ_->conserved_energy(state_, r);
-    return to_numpy(e, {state_.n_replicas});
+    std::vector<double> e(state().n_replicas);
+    for (int r = 0; r < state().n_replicas; ++r) e[r] = sim_->conserved_energy(r);
+    return to_numpy(e, {state().n_replicas});
   }
   py::array_t<double> kinetic_energy() const {
-    std::vector<double> e(state_.n_replicas);
-    for (int r = 0; r < state_.n_replicas; ++r) e[r] = state_.kinetic_energy(r);
-    return to_numpy(e, {state_.n_replicas});
+    std::vector<double> e(state().n_replicas);
+    for (int r = 0; r < state().n_replicas; ++r) e[r] = state().kinetic_energy(r);
+    return to_numpy(e, {state().n_replicas});
   }
   py::tuple thermostat_state() const {
-    if (!nhc_) return py::make_tuple(py::none(), py::none());
-    const int R = state_.n_replicas, M = nhc_->chain_length();
-    return py::make_tuple(to_numpy(nhc_->eta(), {R, M}), to_numpy(nhc_->p_eta(), {R, M}));
+    const NoseHooverChain* nhc = sim_->thermostat();
+    if (!nhc) return py::make_tuple(py::none(), py::none());
+    const int R = state().n_replicas, M = nhc->chain_length();
+    auto* n = const_cast<NoseHooverChain*>(nhc);
+    return py::make_tuple(to_numpy(n->eta(), {R, M}), to_numpy(n->p_eta(), {R, M}));
   }
   void set_thermostat_state(const darray& eta, const darray& p_eta) {
-    if (!nhc_) throw std::invalid_argument("this simulation has no thermostat");
-    const size_t n = static_cast<size_t>(state_.n_replicas) * nhc_->chain_length();
-    nhc_->eta() = to_vector(eta, n, "eta");
-    nhc_->p_eta() = to_vector(p_eta, n, "p_eta");
+    NoseHooverChain* nhc = sim_->thermostat();
+    if (!nhc) throw std::invalid_argument("this simulation has no thermostat");
+    const size_t n = static_cast<size_t>(state().n_replicas) * nhc->chain_length();
+    nhc->eta() = to_vector(eta, n, "eta");
+    nhc->p_eta() = to_vector(p_eta, n, "p_eta");
   }
 
-  State state_;
-  std::shared_ptr<Potential> pot_;
-  std::unique_ptr<NoseHooverChain> nhc_;
-  std::unique_ptr<Integrator> integ_;
-  std::unique_ptr<ConnectivityGuard> guard_;
-  bool stop_on_bond_change_ = false;
+  std::unique_ptr<Simulation> sim_;
 };
 
 }  // namespace
@@ -302,34 +295,34 @@ void bind_md(py::module_& m) {
       .def_property_readonly("n_neighbor_builds", [](const TorchPotential& p) { return p.neighbors().n_builds(); })
       .def_property_readonly("last_n_pairs", &TorchPotential::last_n_pairs);
 
-  py::class_<Simulation>(m, "Simulation")
+  py::class_<PySimulation>(m, "Simulation")
       .def(py::init<std::shared_ptr<Potential>, const darray&, const darray&, const darray&, const iarray&, double,
                     std::optional<double>, double, int, int, int, std::optional<double>>(),
            py::arg("potential"), py::arg("positions"), py::arg("velocities"), py::arg("masses"),
            py::arg("atomic_numbers"), py::arg("timestep_fs"), py::arg("temperature_K") = py::none(),
            py::arg("tdamp_fs") = 100.0, py::arg("chain_length") = 3, py::arg("n_substeps") = 1,
            py::arg("suzuki_yoshida_order") = 3, py::arg("n_dof") = py::none())
-      .def("compute_forces", &Simulation::compute_forces)
-      .def("set_connectivity_guard", &Simulation::set_connectivity_guard, py::arg("radii_A"), py::arg("bonds"),
+      .def("compute_forces", &PySimulation::compute_forces)
+      .def("set_connectivity_guard", &PySimulation::set_connectivity_guard, py::arg("radii_A"), py::arg("bonds"),
            py::arg("break_factor"), py::arg("form_factor"), py::arg("stop"),
            "Check covalent bonds every step: radii (N) Angstrom, bonds (B, 2) of the start structure.")
-      .def("set_bonds", &Simulation::set_bonds, py::arg("replica"), py::arg("bonds"))
-      .def("bonds", &Simulation::bonds, py::arg("replica"), "Current bonds (B, 2) of a replica (None without guard).")
-      .def("run", &Simulation::run, py::arg("n_steps"), py::arg("interval") = 1,
+      .def("set_bonds", &PySimulation::set_bonds, py::arg("replica"), py::arg("bonds"))
+      .def("bonds", &PySimulation::bonds, py::arg("replica"), "Current bonds (B, 2) of a replica (None without guard).")
+      .def("run", &PySimulation::run, py::arg("n_steps"), py::arg("interval") = 1,
            py::arg("max_force_eV_per_A") = 1e3)
-      .def_property("positions", [](const Simulation& s) { return s.vec3(s.state_.positions); },
-                    [](Simulation& s, const darray& a) { s.state_.positions = to_vector(a, s.state_.positions.size(), "positions"); })
-      .def_property("velocities", [](const Simulation& s) { return s.vec3(s.state_.velocities); },
-                    [](Simulation& s, const darray& a) { s.state_.velocities = to_vector(a, s.state_.velocities.size(), "velocities"); })
-      .def_property_readonly("forces", [](const Simulation& s) { return s.vec3(s.state_.forces); })
-      .def_property_readonly("potential_energy", [](const Simulation& s) { return to_numpy(s.state_.potential_energy, {s.state_.n_replicas}); })
-      .def_property_readonly("kinetic_energy", &Simulation::kinetic_energy)
-      .def_property_readonly("conserved_energy", &Simulation::conserved_energy)
-      .def_property("step", [](const Simulation& s) { return s.state_.step; }, [](Simulation& s, int64_t v) { s.state_.step = v; })
-      .def_property("time_fs", [](const Simulation& s) { return s.state_.time_fs; }, [](Simulation& s, double v) { s.state_.time_fs = v; })
-      .def_property("timestep_fs", [](const Simulation& s) { return s.integ_->timestep_fs(); },
-                    [](Simulation& s, double v) { s.integ_->set_timestep_fs(v); })
-      .def_property_readonly("n_dof", [](const Simulation& s) { return s.nhc_ ? s.nhc_->n_dof() : 3.0 * s.state_.n_atoms - 3.0; })
-      .def("thermostat_state", &Simulation::thermostat_state)
-      .def("set_thermostat_state", &Simulation::set_thermostat_state, py::arg("eta"), py::arg("p_eta"));
+      .def_property("positions", [](const PySimulation& s) { return s.vec3(s.state().positions); },
+                    [](PySimulation& s, const darray& a) { s.state().positions = to_vector(a, s.state().positions.size(), "positions"); })
+      .def_property("velocities", [](const PySimulation& s) { return s.vec3(s.state().velocities); },
+                    [](PySimulation& s, const darray& a) { s.state().velocities = to_vector(a, s.state().velocities.size(), "velocities"); })
+      .def_property_readonly("forces", [](const PySimulation& s) { return s.vec3(s.state().forces); })
+      .def_property_readonly("potential_energy", [](const PySimulation& s) { return to_numpy(s.state().potential_energy, {s.state().n_replicas}); })
+      .def_property_readonly("kinetic_energy", &PySimulation::kinetic_energy)
+      .def_property_readonly("conserved_energy", &PySimulation::conserved_energy)
+      .def_property("step", [](const PySimulation& s) { return s.state().step; }, [](PySimulation& s, int64_t v) { s.state().step = v; })
+      .def_property("time_fs", [](const PySimulation& s) { return s.state().time_fs; }, [](PySimulation& s, double v) { s.state().time_fs = v; })
+      .def_property("timestep_fs", [](const PySimulation& s) { return s.sim_->integrator().timestep_fs(); },
+                    [](PySimulation& s, double v) { s.sim_->integrator().set_timestep_fs(v); })
+      .def_property_readonly("n_dof", [](const PySimulation& s) { return s.sim_->n_dof(); })
+      .def("thermostat_state", &PySimulation::thermostat_state)
+      .def("set_thermostat_state", &PySimulation::set_thermostat_state, py::arg("eta"), py::arg("p_eta"));
 }

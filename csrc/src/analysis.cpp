@@ -1,5 +1,6 @@
 // Trajectory analysis kernels; see analysis.hpp for the contracts and units.
 #include "pymotor/analysis.hpp"
+#include "pymotor/cpu_features.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -496,7 +497,7 @@ using lanes_power_group_fn = void (*)(const double*, const double*, const double
 
 lanes_power_group_fn select_lanes_power_group() {
 #ifdef PYMOTOR_HAVE_AVX2_KERNEL
-  if (__builtin_cpu_supports("avx2")) return lanes_power_group_avx2;
+  if (cpu_has_avx2()) return lanes_power_group_avx2;
 #endif
   return lanes_power_group_default;
 }

@@ -1,6 +1,9 @@
 #include "pymotor/fast_schnet.hpp"
+#include "pymotor/cpu_features.hpp"
 
-#include <ATen/Parallel.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -92,17 +95,13 @@ __attribute__((target("avx2,fma"))) void gemm_avx2(int M, int N, int K, const T*
 #undef PYMOTOR_STORE
 }
 
-bool cpu_has_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
 #endif
 
 template <typename T>
 void gemm(int M, int N, int K, const T* A, const T* B, T* C, bool acc) {
   if (M <= 0 || N <= 0) return;
 #ifdef PYMOTOR_HAVE_AVX2_KERNEL
-  if (cpu_has_avx2()) return gemm_avx2<T>(M, N, K, A, B, C, acc);
+  if (cpu_has_avx2_fma()) return gemm_avx2<T>(M, N, K, A, B, C, acc);
 #endif
   gemm_generic<T>(M, N, K, A, B, C, acc);
 }
@@ -674,7 +673,7 @@ template <typename T>
 void evaluate_block(const Packed<T>& p, Ws<T>& ws, int M, const int64_t* z, int P, const int* pi, const int* pj,
                     const double* r, int n_rep, int n_atoms, double* energy) {
 #ifdef PYMOTOR_HAVE_AVX2_KERNEL
-  if (cpu_has_avx2()) return evaluate_block_avx2<T>(p, ws, M, z, P, pi, pj, r, n_rep, n_atoms, energy);
+  if (cpu_has_avx2_fma()) return evaluate_block_avx2<T>(p, ws, M, z, P, pi, pj, r, n_rep, n_atoms, energy);
 #endif
   evaluate_block_generic<T>(p, ws, M, z, P, pi, pj, r, n_rep, n_atoms, energy);
 }
@@ -720,25 +719,25 @@ void FastSchNetPotential::compute(const double* x, int R, int N, double* e, doub
                                 " atoms, got " + std::to_string(N));
   if (R <= 0 || N <= 0) return;
   nl_.update(x, R, N);
-  const PairList& pl = nl_.pairs(x);
-  last_pairs_ = pl.size();
-  const size_t H = pl.size() / 2;  // VerletList stores (i, j), (j, i) consecutively with i < j
-  // half pairs per replica (the list is ordered by replica)
-  std::vector<size_t> start(R + 1, H);
+  const PairList& pl = nl_.half_pairs(x);  // i < j, ordered by replica
+  last_pairs_ = 2 * pl.size();             // as the full list a TorchScript model gets
+  const size_t H = pl.size();
+  std::vector<size_t> start(R + 1, H);  // first half pair of each replica
   start[0] = 0;
   {
     int rep = 0;
     for (size_t q = 0; q < H; ++q) {
-      const int64_t i = pl.idx_i[2 * q], j = pl.idx_j[2 * q];
-      const int rq = static_cast<int>(i / N);
-      // the half list relies on VerletList's layout: (i, j) then (j, i), replicas in order
-      if (pl.idx_i[2 * q + 1] != j || pl.idx_j[2 * q + 1] != i || rq < rep || j / N != rq)
-        throw std::logic_error("FastSchNetPotential: unexpected neighbour-list layout");
+      const int rq = static_cast<int>(pl.idx_i[q] / N);
       while (rep < rq) start[++rep] = q;
     }
     while (rep < R) start[++rep] = H;
   }
-  int nt = n_threads_ > 0 ? n_threads_ : at::get_num_threads();
+#ifdef _OPENMP
+  // 0: follow the process's OpenMP setting (torch.set_num_threads sets it for libtorch too)
+  int nt = n_threads_ > 0 ? n_threads_ : omp_get_max_threads();
+#else
+  int nt = 1;
+#endif
   const int n_chunks = std::max(1, std::min(nt, R));
   if (static_cast<int>(ws_.size()) < n_chunks)
     for (int c = static_cast<int>(ws_.size()); c < n_chunks; ++c) ws_.push_back(std::make_unique<Workspace>());
@@ -756,7 +755,7 @@ void FastSchNetPotential::compute(const double* x, int R, int N, double* e, doub
     Workspace& w = *ws_[c];
     w.pi.resize(P), w.pj.resize(P), w.r.resize(P), w.u.resize(3 * static_cast<size_t>(P));
     for (int q = 0; q < P; ++q) {
-      const int64_t i = pl.idx_i[2 * (q0 + q)], j = pl.idx_j[2 * (q0 + q)];
+      const int64_t i = pl.idx_i[q0 + q], j = pl.idx_j[q0 + q];
       w.pi[q] = static_cast<int>(i - a0);
       w.pj[q] = static_cast<int>(j - a0);
       const double dx = x[3 * j] - x[3 * i], dy = x[3 * j + 1] - x[3 * i + 1], dz = x[3 * j + 2] - x[3 * i + 2];

@@ -116,18 +116,29 @@ bool VerletList::update(const double* x, int n_replicas, int n_atoms) {
   return false;
 }
 
-const PairList& VerletList::pairs(const double* x) {
-  within_.idx_i.clear();
-  within_.idx_j.clear();
+const PairList& VerletList::half_pairs(const double* x) {
+  half_.idx_i.clear();
+  half_.idx_j.clear();
   const double c2 = cutoff_ * cutoff_;
   for (size_t p = 0; p < cand_i_.size(); ++p) {
     const int64_t i = cand_i_[p], j = cand_j_[p];
     if (dist2(x + 3 * i, x + 3 * j) < c2) {
-      within_.idx_i.push_back(i);
-      within_.idx_j.push_back(j);
-      within_.idx_i.push_back(j);
-      within_.idx_j.push_back(i);
+      half_.idx_i.push_back(i);
+      half_.idx_j.push_back(j);
     }
+  }
+  return half_;
+}
+
+const PairList& VerletList::pairs(const double* x) {
+  const PairList& h = half_pairs(x);
+  within_.idx_i.resize(2 * h.size());
+  within_.idx_j.resize(2 * h.size());
+  for (size_t p = 0; p < h.size(); ++p) {  // (i, j) then (j, i)
+    within_.idx_i[2 * p] = h.idx_i[p];
+    within_.idx_j[2 * p] = h.idx_j[p];
+    within_.idx_i[2 * p + 1] = h.idx_j[p];
+    within_.idx_j[2 * p + 1] = h.idx_i[p];
   }
   return within_;
 }

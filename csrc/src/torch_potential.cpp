@@ -33,27 +33,15 @@ c10::IValue TorchModel::forward(std::vector<c10::IValue> inputs) {
   return module_.forward(std::move(inputs));
 }
 
-TorchPotential::TorchPotential(std::shared_ptr<TorchModel> model, std::vector<int64_t> z, double cutoff_A,
-                               double skin_A, double length_unit_A, double energy_unit_eV, double offset_eV)
-    : model_(std::move(model)),
-      z_(std::move(z)),
-      length_unit_A_(length_unit_A),
-      energy_unit_eV_(energy_unit_eV),
-      offset_eV_(offset_eV),
-      nl_(cutoff_A, skin_A) {
-  if (!model_) throw std::invalid_argument("TorchPotential: model is null");
-  if (!(length_unit_A > 0.0) || !(energy_unit_eV > 0.0))
-    throw std::invalid_argument("TorchPotential: unit conversion factors must be positive");
-}
+SchNetPackInputs::SchNetPackInputs(std::vector<int64_t> z, torch::Device device)
+    : z_(std::move(z)), device_(device) {}
 
-void TorchPotential::compute(const double* x, int R, int N, double* e, double* f) {
-  if (static_cast<size_t>(N) != z_.size())
-    throw std::invalid_argument("TorchPotential: the model was set up for " + std::to_string(z_.size()) +
-                                " atoms, got " + std::to_string(N));
-  const torch::Device dev = model_->device();
+c10::Dict<std::string, torch::Tensor> SchNetPackInputs::build(const double* x, int R, int N, const PairList& pl,
+                                                               double length_unit_A) {
+  const torch::Device dev = device_;
   const int64_t n_tot = static_cast<int64_t>(R) * N;
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   if (cached_replicas_ != R) {
-    auto i64 = torch::TensorOptions().dtype(torch::kInt64);
     torch::Tensor z1 = torch::from_blob(z_.data(), {N}, i64);
     z_t_ = z1.repeat({R}).to(dev);
     idx_m_t_ = torch::arange(R, i64).repeat_interleave(N).to(dev);
@@ -62,19 +50,13 @@ void TorchPotential::compute(const double* x, int R, int N, double* e, double* f
     pbc_t_ = torch::zeros({R, 3}, torch::kBool).to(dev);
     cached_replicas_ = R;
   }
-  nl_.update(x, R, N);
-  const PairList& pl = nl_.pairs(x);
   const int64_t P = static_cast<int64_t>(pl.size());
-  last_pairs_ = pl.size();
-
   auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
-  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-  torch::Tensor pos = (torch::from_blob(const_cast<double*>(x), {n_tot, 3}, f64) / length_unit_A_)
+  torch::Tensor pos = (torch::from_blob(const_cast<double*>(x), {n_tot, 3}, f64) / length_unit_A)
                           .to(dev, torch::kFloat32);
   torch::Tensor idx_i = torch::from_blob(const_cast<int64_t*>(pl.idx_i.data()), {P}, i64).to(dev, /*non_blocking=*/false, /*copy=*/true);
   torch::Tensor idx_j = torch::from_blob(const_cast<int64_t*>(pl.idx_j.data()), {P}, i64).to(dev, false, true);
   torch::Tensor offsets = torch::zeros({P, 3}, torch::TensorOptions().dtype(torch::kFloat32).device(dev));
-
   c10::Dict<std::string, torch::Tensor> in;
   in.insert("_positions", pos);
   in.insert("_atomic_numbers", z_t_);
@@ -85,6 +67,32 @@ void TorchPotential::compute(const double* x, int R, int N, double* e, double* f
   in.insert("_offsets", offsets);
   in.insert("_cell", cell_t_);
   in.insert("_pbc", pbc_t_);
+  return in;
+}
+
+TorchPotential::TorchPotential(std::shared_ptr<TorchModel> model, std::vector<int64_t> z, double cutoff_A,
+                               double skin_A, double length_unit_A, double energy_unit_eV, double offset_eV)
+    : model_(std::move(model)),
+      z_(z),
+      length_unit_A_(length_unit_A),
+      energy_unit_eV_(energy_unit_eV),
+      offset_eV_(offset_eV),
+      nl_(cutoff_A, skin_A),
+      inputs_(std::move(z), model_ ? model_->device() : torch::Device(torch::kCPU)) {
+  if (!model_) throw std::invalid_argument("TorchPotential: model is null");
+  if (!(length_unit_A > 0.0) || !(energy_unit_eV > 0.0))
+    throw std::invalid_argument("TorchPotential: unit conversion factors must be positive");
+}
+
+void TorchPotential::compute(const double* x, int R, int N, double* e, double* f) {
+  if (static_cast<size_t>(N) != z_.size())
+    throw std::invalid_argument("TorchPotential: the model was set up for " + std::to_string(z_.size()) +
+                                " atoms, got " + std::to_string(N));
+  const int64_t n_tot = static_cast<int64_t>(R) * N;
+  nl_.update(x, R, N);
+  const PairList& pl = nl_.pairs(x);
+  last_pairs_ = pl.size();
+  c10::Dict<std::string, torch::Tensor> in = inputs_.build(x, R, N, pl, length_unit_A_);
 
   c10::IValue out_iv;
   try {

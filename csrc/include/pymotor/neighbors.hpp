@@ -28,8 +28,12 @@ class VerletList {
   VerletList(double cutoff, double skin, int cell_list_min_atoms = 256);
   // Update for positions of R replicas x N atoms; rebuilds if needed. Returns true on rebuild.
   bool update(const double* positions, int n_replicas, int n_atoms);
-  // Pairs within the cutoff for the current positions, both directions, global indices.
+  // Pairs within the cutoff for the current positions, both directions, global indices
+  // (the full list SchNetPack's models take).
   const PairList& pairs(const double* positions);
+  // Pairs i < j within the cutoff for the current positions, global indices, ordered by
+  // replica (the half list of evaluators that use Newton's third law).
+  const PairList& half_pairs(const double* positions);
   double cutoff() const { return cutoff_; }
   double skin() const { return skin_; }
   int64_t n_builds() const { return n_builds_; }
@@ -44,7 +48,7 @@ class VerletList {
   int64_t n_builds_ = 0;
   std::vector<double> reference_;      // positions at the last build
   std::vector<int64_t> cand_i_, cand_j_;  // half list within cutoff+skin, global indices
-  PairList within_;
+  PairList within_, half_;
 };
 
 }  // namespace pymotor

@@ -41,6 +41,23 @@ class TorchModel {
   bool jit_optimize_ = false;
 };
 
+// Input adapter: SchNetPack's input dictionary (_positions float32 [R*N,3] in the model's
+// length unit, _atomic_numbers, _idx_i/_idx_j full pair list, _idx_m, _n_atoms, _offsets
+// zeros, _cell, _pbc) built on the model's device from float64 positions and a pair list.
+// Other input layouts get an adapter of their own; the neighbour list stays outside.
+class SchNetPackInputs {
+ public:
+  SchNetPackInputs(std::vector<int64_t> atomic_numbers, torch::Device device);
+  c10::Dict<std::string, torch::Tensor> build(const double* positions_A, int n_replicas, int n_atoms,
+                                             const PairList& full_pairs, double length_unit_A);
+
+ private:
+  std::vector<int64_t> z_;
+  torch::Device device_;
+  int cached_replicas_ = -1;
+  torch::Tensor z_t_, idx_m_t_, n_atoms_t_, cell_t_, pbc_t_;
+};
+
 class TorchPotential : public Potential {
  public:
   // cutoff_A: model cutoff in Angstrom. atomic_numbers: N (same for all replicas).
@@ -58,9 +75,8 @@ class TorchPotential : public Potential {
   std::vector<int64_t> z_;
   double length_unit_A_, energy_unit_eV_, offset_eV_;
   VerletList nl_;
+  SchNetPackInputs inputs_;
   size_t last_pairs_ = 0;
-  int cached_replicas_ = -1;
-  torch::Tensor z_t_, idx_m_t_, n_atoms_t_, cell_t_, pbc_t_;
 };
 
 }  // namespace pymotor
