@@ -18,6 +18,7 @@ $(VENV)/.deps-installed: $(VENV)/bin/python pyproject.toml constraints.txt
 	$(PIP) install -c constraints.txt "torch==2.13.0" "scikit-build-core>=0.10" "pybind11>=2.12" "numpy>=2" ninja
 	$(PIP) install -c constraints.txt "numpy>=2" "scipy>=1.11" "ase>=3.23" "h5py>=3.9" "tqdm>=4.60" \
 	    "matplotlib>=3.7" "rdkit>=2023.9" "tblite>=0.4" "xtb>=22.1" \
+	    "dask[distributed]==2026.8.0" "dask-jobqueue==0.9.0" \
 	    "sympy>=1.13" pyyaml "hydra-core>=1.1" "pytorch_lightning>=2" torchmetrics hydra-colorlog rich \
 	    fasteners dirsync torch-ema "matscipy>=1.1" tensorboard tensorboardX protobuf progressbar vesin \
 	    "pytest>=8" "pytest-benchmark>=5" "MDAnalysis>=2.7" "mdtraj>=1.10" "tidynamics>=1.1" "transport-analysis>=0.1.2"

@@ -1,7 +1,9 @@
 """GFN2-xTB reference molecular dynamics, written as SchNetPack databases.
 
 :func:`generate_reference` runs, for each of ``trajectories`` independent trajectories
-(seeds ``seed``, ``seed + 1``, ...), in parallel processes (one per core):
+(seeds ``seed``, ``seed + 1``, ...), one task each on Dask's distributed scheduler
+(:mod:`pymotor.parallel`: by default a local cluster of one worker process per core; an
+existing cluster with ``scheduler="tcp://HOST:PORT"`` or a ``distributed.Client``):
 
 1. an equilibration of ``equilibrate_fs`` with pymotor's Nose-Hoover chain (run, kept in
    ``raw/`` for inspection, and discarded from the dataset);
@@ -22,7 +24,10 @@ then merges them into ``<name>.db`` / ``<name>_split.npz``. Layout of ``out`` (e
 
 Everything is resumable: the MD runs continue from their files' last saved frame and
 thermostat state (``pymotor.run_md(..., restart=...)``), so repeating the same command after
-a kill loses no saved frame; finished databases are not rewritten.
+a kill loses no saved frame; finished databases are not rewritten. A worker that dies
+mid-trajectory is replaced: the scheduler runs the task again elsewhere and it resumes from its
+file. A trajectory that fails (an SCF that does not converge) does not stop the others; the
+error names it once they have finished.
 
 Database contents (per row, in time order): positions in Angstrom with the centre of mass
 subtracted, ``energy`` (shape (1,)) in ``energy_unit``, ``forces`` in
@@ -48,7 +53,6 @@ import json
 import math
 import os
 import hashlib
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -469,34 +473,11 @@ def _slice_traj(traj, keep):
     return type(traj)(**fields)
 
 
-_QUEUE = None  # progress queue of a worker process (set by _init_worker)
+def _generation_task(job: _Job) -> dict:
+    """One trajectory as a task of :mod:`pymotor.parallel` (progress through its report)."""
+    from pymotor import parallel
 
-
-def _init_worker(queue) -> None:
-    """Worker start-up: keep the progress queue, one thread, and exit if the parent dies
-    (so a killed ``pymotor generate`` leaves no orphan writing to the trajectory files)."""
-    import threading
-
-    global _QUEUE
-    _QUEUE = queue
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    parent = os.getppid()
-
-    def watchdog():
-        while True:
-            time.sleep(2.0)
-            if os.getppid() != parent:
-                os._exit(3)
-
-    threading.Thread(target=watchdog, daemon=True, name="pymotor-parent-watchdog").start()
-
-
-def _worker(job: _Job) -> dict:
-    def report(done, stage):
-        if _QUEUE is not None:
-            _QUEUE.put((job.k, int(done), stage))
-
-    return _run_job(job, report)
+    return _run_job(job, parallel.report)
 
 
 # ---------------------------------------------------------------------------------------
@@ -517,7 +498,7 @@ def generate_reference(atoms, out, temperature_K: float = 300.0, steps: int = 20
                        spin: int | None = None, energy_unit: str = "kcal/mol", split: str = "time",
                        progress: bool = True, workers: int | None = None, name: str | None = None,
                        tdamp_fs: float = 100.0, chain_length: int = 3,
-                       reuse_wavefunction: bool = True) -> dict:
+                       reuse_wavefunction: bool = True, scheduler=None) -> dict:
     """GFN2-xTB NVT reference MD with pymotor's engine, written as SchNetPack databases.
 
     Parameters
@@ -535,7 +516,7 @@ def generate_reference(atoms, out, temperature_K: float = 300.0, steps: int = 20
         Equilibration time (fs) run before production and discarded.
     trajectories
         Number of independent trajectories (seeds ``seed, seed+1, ...``), run in parallel
-        processes (at most ``workers``, default one per core).
+        tasks (see ``scheduler``).
     backend : "tblite" | "xtb-python"
     charge, spin
         Total charge (e) and number of unpaired electrons (2S; None: 0 or 1 by parity).
@@ -543,9 +524,14 @@ def generate_reference(atoms, out, temperature_K: float = 300.0, steps: int = 20
         Unit of the stored energies (forces in energy_unit/Angstrom).
     split : "time" | "random"
     progress : bool
-        tqdm bars with the time per step and the remaining time.
+        tqdm bars over trajectories and over their steps (time per step, time left).
+    scheduler : None | "local" | "serial" | "tcp://HOST:PORT" | scheduler file | distributed.Client
+        Where the trajectories run, one Dask task each (:mod:`pymotor.parallel`): default a
+        local cluster of ``workers`` processes. On a remote cluster ``out`` must be on a file
+        system every worker sees (the workers write the files).
     workers : int, optional
-        Parallel processes (default: one per core, at most ``trajectories``).
+        Worker processes of the local cluster (default: one per core, at most
+        ``trajectories``; with one, the trajectories run in this process).
     reuse_wavefunction : bool
         Start each SCF from the previous step's wavefunction (default, faster). With False
         every force call is independent of the history, so a resumed run repeats an
@@ -601,6 +587,9 @@ def generate_reference(atoms, out, temperature_K: float = 300.0, steps: int = 20
     make_split(n_frames, split)  # enough frames?
     if workers is not None:
         _check_number("workers", workers, integer=True, minimum=0)
+    from pymotor import parallel
+
+    parallel._kind(scheduler)  # a bad scheduler is refused before anything is written
 
     out = Path(out)
     name = name or out.name
@@ -664,7 +653,7 @@ def generate_reference(atoms, out, temperature_K: float = 300.0, steps: int = 20
     manifest = {"parameters": params, "trajectories": {}}
     manifest_path.write_text(json.dumps(manifest, indent=1))
 
-    jobs = [_Job(k=k, name=f"{name}_{k}", out=str(out),
+    jobs = [_Job(k=k, name=f"{name}_{k}", out=os.path.abspath(out),  # workers may have another cwd
                  atoms_xyz=start_texts[(k - 1) % len(start_texts)],
                  seed=int(seed) + k - 1, backend=backend, charge=int(charge), spin=spin,
                  temperature_K=float(temperature_K), timestep_fs=float(timestep_fs),
@@ -673,21 +662,18 @@ def generate_reference(atoms, out, temperature_K: float = 300.0, steps: int = 20
                  energy_unit=energy_unit, split=split, atomrefs_eV=atomrefs_eV, metadata=params,
                  reuse_wavefunction=bool(reuse_wavefunction))
             for k in range(1, int(trajectories) + 1)]
-    n_workers = min(len(jobs), int(workers) if workers else (os.cpu_count() or 1))
-    bars = _Bars(jobs, equil_steps + int(steps), progress)
-    results: dict[int, dict] = {}
+    tasks = [parallel.Task(job.name, _generation_task, (job,), steps=equil_steps + int(steps)) for job in jobs]
+    by_name = {job.name: job for job in jobs}
     errors = []
     try:
-        if n_workers <= 1:
-            for job in jobs:
-                try:
-                    results[job.k] = _run_job(job, lambda d, s, k=job.k: bars.update(k, d, s))
-                except GenerationError as exc:
-                    errors.append(exc)
-        else:
-            results, errors = _run_parallel(jobs, n_workers, bars)
-    finally:
-        bars.close()
+        done = parallel.run_tasks(tasks, scheduler=scheduler, workers=workers, progress=progress,
+                                  desc=f"GFN2-xTB MD {name}", what="trajectories")
+    except parallel.TaskError as exc:
+        done = exc.results
+        for task_name, err in exc.errors.items():
+            errors.append(err if isinstance(err, GenerationError) else
+                          GenerationError(f"{task_name}: {parallel.error_line(err)}"))
+    results: dict[int, dict] = {by_name[n].k: st for n, st in done.items()}
     for k, st in sorted(results.items()):
         manifest["trajectories"][jobs[k - 1].name] = st
     manifest_path.write_text(json.dumps(manifest, indent=1))
@@ -703,86 +689,3 @@ def generate_reference(atoms, out, temperature_K: float = 300.0, steps: int = 20
             "splits": [str(out / f"{job.name}_split.npz") for job in jobs],
             "merged": str(merged), "merged_split": str(out / f"{name}_split.npz"),
             "trajectories": [results[k] for k in sorted(results)]}
-
-
-def _run_parallel(jobs, n_workers, bars):
-    import multiprocessing as mp
-    import queue as queue_mod
-    from concurrent.futures import ProcessPoolExecutor
-
-    ctx = mp.get_context("spawn")
-    results, errors = {}, []
-    q = ctx.Queue()
-
-    def drain(timeout):
-        try:
-            k, done, stage = q.get(timeout=timeout) if timeout else q.get_nowait()
-            bars.update(k, done, stage)
-            while True:
-                k, done, stage = q.get_nowait()
-                bars.update(k, done, stage)
-        except queue_mod.Empty:
-            pass
-
-    with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(q,)) as pool:
-        futures = {pool.submit(_worker, job): job for job in jobs}
-        pending = set(futures)
-        while pending:
-            drain(0.5)
-            for f in [f for f in pending if f.done()]:
-                pending.discard(f)
-                job = futures[f]
-                try:
-                    results[job.k] = f.result()
-                except GenerationError as exc:
-                    errors.append(exc)
-                except Exception as exc:  # noqa: BLE001 - report, keep the others running
-                    errors.append(GenerationError(f"{job.name}: {type(exc).__name__}: {exc}"))
-    drain(None)
-    q.close()
-    q.join_thread()
-    return results, errors
-
-
-class _Bars:
-    """One tqdm bar per trajectory: steps done, time per step, remaining time.
-
-    The rate is the average since this process started (smoothing 0, `initial` = the steps
-    found on disk), so a resumed run shows its real time per step and time left.
-    """
-
-    def __init__(self, jobs, total, enabled):
-        self.bars = {}
-        self.last = {}
-        if not enabled:
-            return
-        from tqdm.auto import tqdm
-
-        for i, job in enumerate(jobs):
-            self.bars[job.k] = tqdm(total=total, desc=job.name, unit="step", position=i,
-                                    leave=True, dynamic_ncols=True, smoothing=0.0,
-                                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
-                                               "[{elapsed}<{remaining}, {rate_inv_fmt}]{postfix}")
-            self.last[job.k] = None
-
-    def update(self, k, done, stage):
-        bar = self.bars.get(k)
-        if bar is None:
-            return
-        if self.last[k] is None:  # first report: steps already done before this run
-            bar.n = done
-            bar.initial = done
-            bar.last_print_n = done
-            bar.start_t = bar.last_print_t = time.time()
-            bar.refresh()
-        else:
-            bar.update(max(0, done - bar.n))
-        self.last[k] = done
-        bar.set_postfix_str(stage, refresh=True)
-
-    def close(self):
-        for bar in self.bars.values():
-            bar.close()
-
-

@@ -9,11 +9,23 @@ training data fills those regions (active learning: Smith et al., J. Chem. Phys.
 :func:`label_frames` computes GFN2-xTB energies and forces of given frames and writes them as a
 SchNetPack database in the units and with the single-atom reference energies of an existing
 reference database, so that both train together (``pymotor train ref.db new.db``).
+
+The frames are labelled in chunks, one task each on Dask's distributed scheduler
+(:mod:`pymotor.parallel`; a local cluster by default, or ``scheduler=`` an existing one). Each
+chunk writes its labels to its own file (``.<stem>.labels/`` beside the database, named by a
+hash of its frames and settings) before the task ends, so a repeated call after a kill only
+labels the chunks that are missing; the folder is removed once the database is written. Every
+SCF starts from the same guess by default (``reuse_wavefunction=False``), so a label does not
+depend on the chunk, the worker or the order: any chunking gives the same database.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 from pathlib import Path
+
 import numpy as np
 
 __all__ = ["label_frames", "reference_energy_convention"]
@@ -69,8 +81,59 @@ def _frames_arrays(frames):
     return z, frames[0].get_masses(), pos, vel, np.arange(n), np.zeros(n)
 
 
+#: frames per labelling task (default of ``label_frames(chunk_frames=)``)
+CHUNK_FRAMES = 50
+
+
+def _label_chunk(path: str, numbers, positions, backend: str, reuse_wavefunction: bool) -> dict:
+    """One labelling task: GFN2-xTB energies (eV; NaN where the SCF failed) and forces (eV/A)
+    of ``positions`` (T, N, 3), saved to ``path`` (kept if it is there already)."""
+    from ase import Atoms
+
+    from pymotor import parallel
+
+    from .xtb import XTBError, make_calculator
+
+    p = Path(path)
+    if p.is_file():
+        with np.load(p) as f:
+            out = {"energy": f["energy"], "forces": f["forces"]}
+        parallel.report(len(positions), "done")
+        return out
+    numbers = np.asarray(numbers)
+    calc = make_calculator(backend, atoms=Atoms(numbers=numbers, positions=positions[0]),
+                           reuse_wavefunction=bool(reuse_wavefunction))
+    energy = np.full(len(positions), np.nan)
+    forces = np.zeros(np.shape(positions))
+    for t in range(len(positions)):
+        a = Atoms(numbers=numbers, positions=positions[t])
+        a.calc = calc
+        try:
+            energy[t] = a.get_potential_energy()
+            forces[t] = a.get_forces()
+        except XTBError:  # an SCF that does not converge: the frame is dropped (counted)
+            energy[t] = np.nan
+        parallel.report(t + 1, "labels")
+    tmp = p.with_name(f"{p.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, energy=energy, forces=forces)
+    os.replace(tmp, p)
+    return {"energy": energy, "forces": forces}
+
+
+def _chunk_name(numbers, positions, backend: str, reuse: bool, start: int) -> str:
+    from .xtb import backend_version
+
+    h = hashlib.sha256()
+    h.update(json.dumps([backend, backend_version(backend), bool(reuse)]).encode())
+    h.update(np.ascontiguousarray(numbers, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(positions, dtype=np.float64).tobytes())
+    return f"frames_{start:06d}-{start + len(positions) - 1:06d}_{h.hexdigest()[:16]}.npz"
+
+
 def label_frames(frames, out_db, like_db, backend: str = "tblite", max_energy_above_eV: float = 5.0,
-                 split_seed: int = 0, progress: bool = True, name: str | None = None) -> dict:
+                 split_seed: int = 0, progress: bool = True, name: str | None = None,
+                 chunk_frames: int = CHUNK_FRAMES, reuse_wavefunction: bool = False, scheduler=None,
+                 workers: int | None = None) -> dict:
     """GFN2-xTB energies and forces of `frames`, written as a SchNetPack database like `like_db`.
 
     Parameters
@@ -90,22 +153,37 @@ def label_frames(frames, out_db, like_db, backend: str = "tblite", max_energy_ab
         would dominate a mean-squared-error loss. Frames whose SCF does not converge are dropped.
     split_seed : int
         Seed of the random split.
+    chunk_frames : int
+        Frames per task (default 50; ~2.5 s of GFN2-xTB for CPNX, so the scheduler's overhead
+        does not count). Each chunk's labels are kept in a file until the database is written.
+    reuse_wavefunction : bool
+        Start each SCF from the previous frame's wavefunction within a chunk. Default False:
+        each label is independent of the chunking and the order (the frames of an
+        active-learning set come from different runs, where the previous wavefunction is no
+        better a guess).
+    scheduler, workers
+        Where the chunks run (:mod:`pymotor.parallel`): default a local cluster of ``workers``
+        processes (one per core, at most one per chunk; with one, in this process).
 
     Returns
     -------
     dict with ``db``, ``split``, ``n_frames`` (written), ``dropped_energy``, ``dropped_scf``,
     ``energy_above_mean_eV`` (of the written frames).
     """
+    from pymotor import parallel
     from pymotor.trajectory import Trajectory
 
     from .generate import _save_split, make_split, write_database
-    from .xtb import XTBError, make_calculator
 
     out_db = Path(out_db)
     if out_db.suffix != ".db":
         raise ValueError(f"`out_db` must end in .db, got {str(out_db)!r}")
     if not (max_energy_above_eV > 0):
         raise ValueError(f"`max_energy_above_eV` must be positive, got {max_energy_above_eV!r}")
+    if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, (int, np.integer)) or chunk_frames < 1:
+        raise ValueError(f"`chunk_frames` must be a positive integer, got {chunk_frames!r}")
+    parallel._kind(scheduler)
+    parallel._check_workers(workers)
     ref = reference_energy_convention(like_db)
     z, masses, pos, vel, steps, times = _frames_arrays(frames)
     ref_z = ref["metadata"].get("atomic_numbers")
@@ -113,23 +191,26 @@ def label_frames(frames, out_db, like_db, backend: str = "tblite", max_energy_ab
         raise ValueError("`frames` are not the molecule of `like_db` (atomic numbers differ)")
     e_mean = sum(ref["atomrefs_eV"].get(int(k), 0.0) for k in z) + len(z) * ref["mean_per_atom_eV"]
 
-    from ase import Atoms
+    # 1. labels, chunk by chunk, as tasks; each chunk's labels in its own file
+    work = out_db.with_name(f".{out_db.stem}.labels")
+    work.mkdir(parents=True, exist_ok=True)
+    tasks = []
+    for a in range(0, len(pos), int(chunk_frames)):
+        p = pos[a:a + int(chunk_frames)]
+        path = work / _chunk_name(z, p, backend, reuse_wavefunction, a)
+        tasks.append(parallel.Task(f"frames {a}-{a + len(p) - 1}", _label_chunk,
+                                   (str(path.resolve()), z, p, backend, bool(reuse_wavefunction)), steps=len(p)))
+    done = parallel.run_tasks(tasks, scheduler=scheduler, workers=workers, progress=progress,
+                              desc=f"GFN2-xTB labels ({backend})", unit="frame", what="chunks of frames")
+    all_e = np.concatenate([r["energy"] for r in done.values()])
+    all_f = np.concatenate([r["forces"] for r in done.values()])
 
-    calc = make_calculator(backend, atoms=Atoms(numbers=z, positions=pos[0]))
+    # 2. the frames kept: SCF converged and not too far above the reference
     keep, energies, forces = [], [], []
     dropped_scf = dropped_energy = 0
-    it = range(len(pos))
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc=f"GFN2-xTB labels ({backend})", unit="frame")
-    for t in it:
-        a = Atoms(numbers=z, positions=pos[t])
-        a.calc = calc
-        try:
-            e = a.get_potential_energy()
-            f = a.get_forces()
-        except XTBError:
+    for t in range(len(pos)):
+        e = all_e[t]
+        if not np.isfinite(e):
             dropped_scf += 1
             continue
         if e - e_mean > max_energy_above_eV:
@@ -137,7 +218,7 @@ def label_frames(frames, out_db, like_db, backend: str = "tblite", max_energy_ab
             continue
         keep.append(t)
         energies.append(e)
-        forces.append(f)
+        forces.append(all_f[t])
     if len(keep) < 7:
         raise ValueError(f"only {len(keep)} of {len(pos)} frames could be labelled within max_energy_above_eV="
                          f"{max_energy_above_eV} eV of the reference mean ({dropped_scf} SCF failures); "
@@ -153,12 +234,14 @@ def label_frames(frames, out_db, like_db, backend: str = "tblite", max_energy_ab
     md = {"method": "GFN2-xTB", "backend": backend, "backend_version": backend_version(backend),
           "source": "labelled frames (active learning)", "like_db": os.path.abspath(str(like_db)),
           "max_energy_above_eV": float(max_energy_above_eV), "dropped_energy": dropped_energy,
-          "dropped_scf": dropped_scf, "atomic_numbers": [int(v) for v in z]}
+          "dropped_scf": dropped_scf, "atomic_numbers": [int(v) for v in z],
+          "reuse_wavefunction": bool(reuse_wavefunction)}
     out_db.parent.mkdir(parents=True, exist_ok=True)
     write_database(out_db, traj, energy_unit=ref["energy_unit"], atomrefs_eV=ref["atomrefs_eV"] or None,
                    metadata=md, name=name if name is not None else out_db.stem)
     split = make_split(n, "random", seed=int(split_seed))
     split_path = out_db.with_name(out_db.stem + "_split.npz")
     _save_split(split_path, split, n, "random", out_db)
+    shutil.rmtree(work, ignore_errors=True)  # the database holds the labels now
     return {"db": str(out_db), "split": str(split_path), "n_frames": n, "dropped_energy": dropped_energy,
             "dropped_scf": dropped_scf, "energy_above_mean_eV": np.asarray(energies) - e_mean}
