@@ -217,8 +217,10 @@ def open_client(scheduler=None, workers: int | None = None, n_tasks: int | None 
         return
     from distributed import LocalCluster
 
+    # loopback only; no dashboard; the scheduler's HTTP server (metrics) on a free port, not 8787
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+                      dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                      silence_logs=logging.ERROR) as cluster, \
             Client(cluster, set_as_default=False) as client:
         yield client
 

@@ -78,7 +78,8 @@ def local_client():
     import logging
 
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, \
+                                  dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                                  silence_logs=logging.CRITICAL) as cluster, \
             distributed.Client(cluster, set_as_default=False) as client:
         client.wait_for_workers(2, timeout=120)
         yield client
@@ -329,8 +330,9 @@ def process_cluster(tmp_path_factory):
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
     sched_file = folder / "scheduler.json"
-    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                               "--scheduler-file", str(sched_file)], cwd=folder, env=env,
+    loopback = ["--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0"]  # HTTP too
+    procs = [subprocess.Popen([dask, "scheduler", "--port", "0", *loopback, "--scheduler-file", str(sched_file)],
+                              cwd=folder, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
         t0 = time.monotonic()
@@ -342,8 +344,8 @@ def process_cluster(tmp_path_factory):
         address = json.loads(sched_file.read_text())["address"]
         assert address.startswith("tcp://127.0.0.1:")
         for i in range(2):
-            procs.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-nanny",
-                                           "--no-dashboard", "--host", "127.0.0.1", "--name", f"w{i}"],
+            procs.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-nanny", *loopback,
+                                           "--name", f"w{i}"],
                                           cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         with distributed.Client(address, set_as_default=False) as client:
             client.wait_for_workers(2, timeout=120)
@@ -402,8 +404,8 @@ def test_slurm_recipe_job_script():
     pytest.importorskip("dask_jobqueue")
     from dask_jobqueue.slurm import SLURMJob
 
-    recipe = dict(cores=8, processes=8, memory="16GiB", walltime="04:00:00",
+    recipe = dict(cores=8, processes=8, memory="16GiB", walltime="04:00:00", account="my-account", queue="compute",
                   job_script_prologue=["source /path/to/pymotor/.venv/bin/activate", "export OMP_NUM_THREADS=1"])
     script = SLURMJob(scheduler="tcp://127.0.0.1:8786", name="pymotor", **recipe).job_script()
     assert "--nworkers 8" in script and "--nthreads 1" in script and "#SBATCH -t 04:00:00" in script
-    assert "export OMP_NUM_THREADS=1" in script
+    assert "export OMP_NUM_THREADS=1" in script and "#SBATCH -A my-account" in script and "#SBATCH -p compute" in script
