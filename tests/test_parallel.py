@@ -275,6 +275,27 @@ def test_stability_counts_the_same_blow_ups_anywhere(local_client, ar13, tmp_pat
     assert (tmp_path / "stab" / "run_002.h5").is_file()
 
 
+def test_stability_command_and_script(tiny_model_path, ethanol, tmp_path):
+    """``pymotor stability`` (here through scripts/md_stability.py, the thin wrapper kept for
+    older commands) on a local cluster of 2 workers prints the table of the Python function."""
+    import warnings
+
+    from ase.io import write
+
+    write(tmp_path / "start.xyz", ethanol)
+    kw = dict(timestep_fs=1.0, time_fs=30.0, temperature_K=300.0, atoms=ethanol, seed=100)
+    with warnings.catch_warnings():  # a random-weight model: bonds break (recorded and warned about)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = stability(str(tiny_model_path), 3, scheduler="serial", **kw)
+    script = Path(__file__).parents[1] / "scripts" / "md_stability.py"
+    r = subprocess.run([sys.executable, str(script), str(tiny_model_path), "--runs", "3", "--time-fs", "30",
+                        "--xyz", str(tmp_path / "start.xyz"), "--workers", "2"],
+                       capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+    assert r.returncode == 0, r.stderr
+    row = f"| `{tiny_model_path}` | {want.n_blew_up}/3 | {', '.join(map(str, want.failed_steps)) or '—'} |"
+    assert row in r.stdout.splitlines(), (row, r.stdout)
+
+
 # ---------------------------------------------------------------------------------------
 # GFN2-xTB: reference generation and labelling (tiny water runs)
 # ---------------------------------------------------------------------------------------
