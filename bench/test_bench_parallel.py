@@ -52,7 +52,6 @@ def _noop(k):
 
 def _warm():
     """Imports a task of either workload needs (a worker's first task would pay them)."""
-    import pymotor  # noqa: F401
     import pymotor.data.generate  # noqa: F401
     from pymotor.data.xtb import make_calculator
 
@@ -158,17 +157,19 @@ def _print_summary(request):
             tr.write_line(f"  LocalCluster of {n} worker(s): started and warmed up in {_SUMMARY[k]:.2f} s")
     g = _SUMMARY.get("generate")
     if g:
-        tr.write_line(f"  generate ({g['trajectories']} x ({g['equilibrate_fs']:g} fs + {g['steps']} steps) of ethanol, "
-                      f"tblite): 1 worker {', '.join(f'{t:.2f}' for t in g['seconds_1_worker'])} s; 2 workers "
+        tr.write_line(f"  generate ({g['trajectories']} x ({g['equilibrate_fs']:g} fs + {g['steps']} steps) of "
+                      f"ethanol, tblite): 1 worker {', '.join(f'{t:.2f}' for t in g['seconds_1_worker'])} s; 2 workers "
                       f"{', '.join(f'{t:.2f}' for t in g['seconds_2_workers'])} s")
         tr.write_line(f"  speed-up 2 workers / 1: median {g['speedup_median']:.3f} "
                       f"[{min(g['speedup_per_round']):.3f}, {max(g['speedup_per_round']):.3f}] over rounds")
-        tr.write_line(f"  worker CPU s: 1 worker {', '.join(f'{t:.2f}' for t in g['worker_cpu_seconds_1_worker'])}; "
-                      f"2 workers {', '.join(f'{t:.2f}' for t in g['worker_cpu_seconds_2_workers'])}; cores used "
-                      f"(worker CPU / wall, median): {g['cores_used_1_worker']:.2f} and {g['cores_used_2_workers']:.2f}")
+        cpu1 = ", ".join(f"{t:.2f}" for t in g["worker_cpu_seconds_1_worker"])
+        cpu2 = ", ".join(f"{t:.2f}" for t in g["worker_cpu_seconds_2_workers"])
+        tr.write_line(f"  worker CPU s: 1 worker {cpu1}; 2 workers {cpu2}; cores used (worker CPU / wall, median): "
+                      f"{g['cores_used_1_worker']:.2f} and {g['cores_used_2_workers']:.2f}")
     o = _SUMMARY.get("overhead")
     if o:
-        line = f"  scheduler overhead: {o['overhead_ms_per_task']:.2f} ms per task ({o['n_tasks']} no-op tasks, 1 worker)"
+        line = (f"  scheduler overhead: {o['overhead_ms_per_task']:.2f} ms per task ({o['n_tasks']} no-op tasks, "
+                "1 worker)")
         if "overhead_over_generate_task" in o:
             line += f" = {o['overhead_over_generate_task']:.2e} of one generate trajectory task"
         tr.write_line(line)

@@ -138,10 +138,8 @@ def _execute(fn: Callable, name: str, topic: str | None, args: tuple, kwargs: di
         from distributed import get_worker
 
         worker = get_worker()
-
-        def sink(task, done, stage):
-            worker.log_event(topic, {"task": task, "done": done, "stage": stage})
-
+        sink = lambda task, done, stage: worker.log_event(  # noqa: E731
+            topic, {"task": task, "done": done, "stage": stage})
     _CONTEXT.name, _CONTEXT.sink = name, sink
     try:
         return fn(*args, **kwargs)
