@@ -6,7 +6,8 @@ import importlib
 import sys
 
 #: subcommand modules, each with register(subparsers)
-_SUBSYSTEMS = ("pymotor.data.cli", "pymotor.train.cli", "pymotor.compare.cli", "pymotor.ensemble", "pymotor.stability")
+_SUBSYSTEMS = ("pymotor.data.cli", "pymotor.train.cli", "pymotor.compare.cli", "pymotor.ensemble", "pymotor.stability",
+               "pymotor.learn.cli")
 #: errors of bad user input: one line, exit code 2 (other failures: one line, exit code 1)
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
                TypeError, KeyError)

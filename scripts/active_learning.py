@@ -3,99 +3,15 @@
     python scripts/active_learning.py MODEL.pt --like data/T300/T300_1.db --out data/AL1/AL1.db \
         --runs 12 --temperature 300 --time-fs 5000 --every-fs 50 --before-fs 300
 
-Runs `--runs` NVT trajectories with the model (pymotor.run_md, 1 fs steps, seeds 1000, 1001, ...:
-not the seeds of scripts/md_stability.py, which stays an independent test). From each run it
-takes a frame every `--every-fs`; from a run that blew up (MDError) also every 10 fs of the last
-`--before-fs` before the failure, where the model left the region its data covered. The frames
-get GFN2-xTB energies and forces (pymotor.data.label.label_frames, in the units and with the
-atom references of `--like`) and are written as a database to train on together with the
-reference: `pymotor train data/T300/*.db data/AL1/AL1.db --init-from RUN ...`.
+The logic lives in :mod:`pymotor.learn.offline` (this script is kept for the commands in
+docs/training.md that made the shipped model); the on-the-fly loop is ``pymotor learn``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import tempfile
-from pathlib import Path
 
-import numpy as np
-
-
-def sample_frames(model_path: str, runs: int, temperature_K: float, time_fs: float, every_fs: float,
-                  before_fs: float, timestep_fs: float = 1.0, seed0: int = 1000):
-    import pymotor
-    from pymotor import models
-    from pymotor.trajectory import read_trajectory
-
-    model = pymotor.load_model(models.resolve(model_path), backend="auto")
-    steps = int(round(time_fs / timestep_fs))
-    interval = max(1, int(round(10.0 / timestep_fs)))
-    pos, vel, failed = [], [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for k in range(runs):
-            path = Path(tmp) / f"run{k}.h5"
-            fail = None
-            try:
-                pymotor.run_md(model, pymotor.data.cpnx(), steps=steps, timestep_fs=timestep_fs,
-                               temperature_K=temperature_K, seed=seed0 + k, trajectory=str(path),
-                               interval=interval)
-            except pymotor.MDError as exc:
-                fail = exc.step
-                failed.append(exc.step)
-            t = read_trajectory(path)
-            time = t.time_fs
-            pick = np.zeros(len(t), dtype=bool)
-            pick[np.round(time / every_fs, 6) % 1 == 0] = True
-            if fail is not None:
-                pick[time >= fail * timestep_fs - before_fs] = True
-            pick[0] = False  # the shipped minimum itself is no new information
-            pos.append(t.positions[pick])
-            vel.append(t.velocities[pick])
-            print(f"run {k}: {len(t)} frames saved, {int(pick.sum())} picked"
-                  + (f", blew up at step {fail}" if fail is not None else ""), flush=True)
-    return np.concatenate(pos), np.concatenate(vel), failed
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model")
-    ap.add_argument("--like", required=True, help="reference database whose units and atom references to use")
-    ap.add_argument("--out", required=True, help="database to write (.db)")
-    ap.add_argument("--runs", type=int, default=12)
-    ap.add_argument("--temperature", type=float, default=300.0, help="K")
-    ap.add_argument("--time-fs", type=float, default=5000.0)
-    ap.add_argument("--every-fs", type=float, default=50.0)
-    ap.add_argument("--before-fs", type=float, default=300.0)
-    ap.add_argument("--max-energy-above-eV", type=float, default=5.0)
-    ap.add_argument("--seed", type=int, default=1000, help="seed of the first run")
-    args = ap.parse_args(argv)
-
-    import pymotor
-    from pymotor.data.label import label_frames
-    from pymotor.units import FS_IN_ASE_TIME
-    from ase import Atoms
-
-    pos, vel, failed = sample_frames(args.model, args.runs, args.temperature, args.time_fs, args.every_fs,
-                                     args.before_fs, seed0=args.seed)
-    z = pymotor.data.cpnx().numbers
-    frames = []
-    for p, v in zip(pos, vel):
-        a = Atoms(numbers=z, positions=p)
-        a.set_velocities(v / FS_IN_ASE_TIME)
-        frames.append(a)
-    res = label_frames(frames, args.out, args.like, max_energy_above_eV=args.max_energy_above_eV)
-    e = res.pop("energy_above_mean_eV")
-    summary = dict(res, model=args.model, runs=args.runs, temperature_K=args.temperature, time_fs=args.time_fs,
-                   blew_up_at_steps=failed, energy_above_mean_eV={"min": float(e.min()), "max": float(e.max()),
-                                                                "mean": float(e.mean())},
-                   command=" ".join(["python", "scripts/active_learning.py"] + list(sys.argv[1:] if argv is None
-                                                                                   else argv)))
-    Path(args.out).with_suffix(".json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps(summary, indent=1))
-    return 0
-
+from pymotor.learn.offline import label_round, main, sample_frames  # noqa: F401  (the script's old names)
 
 if __name__ == "__main__":
     sys.exit(main())
