@@ -21,20 +21,11 @@
 #include <string>
 #include <vector>
 
+#include "pymotor/dense.hpp"  // Activation, DenseLayer
 #include "pymotor/neighbors.hpp"
 #include "pymotor/potential.hpp"
 
 namespace pymotor {
-
-enum class Activation : int { None = 0, ShiftedSoftplus = 1, SiLU = 2 };
-
-// A dense layer y = act(W x + b): W is (n_out x n_in) row-major as in torch.nn.Linear.
-struct DenseLayer {
-  int n_in = 0, n_out = 0;
-  std::vector<double> weight;  // n_out * n_in
-  std::vector<double> bias;    // n_out or empty (no bias)
-  Activation activation = Activation::None;
-};
 
 struct SchNetInteractionWeights {
   DenseLayer in2f;                  // n_atom_basis -> n_filters, no bias, no activation
