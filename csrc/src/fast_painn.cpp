@@ -1,0 +1,1036 @@
+#include "pymotor/fast_painn.hpp"
+
+#include "pymotor/cpu_features.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+
+namespace pymotor {
+
+using namespace dense;  // PackedLayer, gemm_packed, activations, check_dense (pymotor/dense.hpp)
+
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+// Cubic Hermite basis at t in [0, 1): values h00, h10, h01, h11 (weights of y_k, h y'_k, y_k+1,
+// h y'_k+1) and their t-derivatives.
+inline void hermite_basis(double t, double* hb) {
+  const double t2 = t * t, t3 = t2 * t;
+  hb[0] = 2.0 * t3 - 3.0 * t2 + 1.0;
+  hb[1] = t3 - 2.0 * t2 + t;
+  hb[2] = -2.0 * t3 + 3.0 * t2;
+  hb[3] = t3 - t2;
+  hb[4] = 6.0 * t2 - 6.0 * t;
+  hb[5] = 3.0 * t2 - 4.0 * t + 1.0;
+  hb[6] = -6.0 * t2 + 6.0 * t;
+  hb[7] = 3.0 * t2 - 2.0 * t;
+}
+
+inline void interval_of(double r, double inv_h, int n_int, int& k, double& t) {
+  const double s = r * inv_h;
+  k = static_cast<int>(s);
+  if (k >= n_int) k = n_int - 1;
+  if (k < 0) k = 0;
+  t = s - k;
+}
+
+// The exact filters of slot `slot` at n distances (double): W, dW are n x 3F.
+void exact_filters(const PaiNNWeights& w, int slot, const double* r, int n, double* W, double* dW) {
+  const int R = w.n_rbf, C = 3 * w.n_atom_basis, off = slot * C;
+  std::vector<double> rbf(R), drbf(R);
+  for (int p = 0; p < n; ++p) {
+    const double x = r[p];
+    for (int k = 0; k < R; ++k) {
+      const double coeff = -0.5 / (w.rbf_widths[k] * w.rbf_widths[k]);
+      const double diff = x - w.rbf_offsets[k];
+      const double g = std::exp(coeff * diff * diff);
+      rbf[k] = g;
+      drbf[k] = g * 2.0 * coeff * diff;
+    }
+    double fc = 0.0, dfc = 0.0;
+    if (x < w.cutoff) {
+      fc = 0.5 * (std::cos(x * kPi / w.cutoff) + 1.0);
+      dfc = -0.5 * kPi / w.cutoff * std::sin(x * kPi / w.cutoff);
+    }
+    double* Wp = W + static_cast<size_t>(p) * C;
+    double* dWp = dW + static_cast<size_t>(p) * C;
+    for (int c = 0; c < C; ++c) {
+      const double* a = w.filter.weight.data() + static_cast<size_t>(off + c) * R;
+      double z = w.filter.bias.empty() ? 0.0 : w.filter.bias[off + c], dz = 0.0;
+      for (int k = 0; k < R; ++k) z += a[k] * rbf[k], dz += a[k] * drbf[k];
+      Wp[c] = z * fc;
+      dWp[c] = dz * fc + z * dfc;
+    }
+  }
+}
+
+// Nodal Hermite tables of every slot: per slot (n_int + 1) nodes x [W (3F) | h dW/dr (3F)].
+void hermite_nodes(const PaiNNWeights& w, int n_int, std::vector<std::vector<double>>& nodes) {
+  const int C = 3 * w.n_atom_basis, S = w.n_slots();
+  const double h = w.cutoff / n_int;
+  std::vector<double> r(n_int + 1);
+  for (int k = 0; k <= n_int; ++k) r[k] = std::min(k * h, w.cutoff);
+  std::vector<double> W(static_cast<size_t>(n_int + 1) * C), dW(W.size());
+  nodes.assign(S, {});
+  for (int s = 0; s < S; ++s) {
+    exact_filters(w, s, r.data(), n_int + 1, W.data(), dW.data());
+    auto& nd = nodes[s];
+    nd.resize(static_cast<size_t>(n_int + 1) * 2 * C);
+    for (int k = 0; k <= n_int; ++k)
+      for (int c = 0; c < C; ++c) {
+        nd[static_cast<size_t>(k) * 2 * C + c] = W[static_cast<size_t>(k) * C + c];
+        nd[static_cast<size_t>(k) * 2 * C + C + c] = h * dW[static_cast<size_t>(k) * C + c];
+      }
+  }
+}
+
+// Interpolated W, dW/dr of one slot at r from nodes (any precision); out: 3F each (double).
+template <typename T>
+void interpolate(const T* nd, int C, int n_int, double inv_h, double r, double* W, double* dW) {
+  int k;
+  double t;
+  interval_of(r, inv_h, n_int, k, t);
+  double hb[8];
+  hermite_basis(t, hb);
+  const T* n0 = nd + static_cast<size_t>(k) * 2 * C;
+  const T* n1 = n0 + 2 * C;
+  for (int c = 0; c < C; ++c) {
+    const double y0 = n0[c], m0 = n0[C + c], y1 = n1[c], m1 = n1[C + c];
+    W[c] = hb[0] * y0 + hb[1] * m0 + hb[2] * y1 + hb[3] * m1;
+    dW[c] = (hb[4] * y0 + hb[5] * m0 + hb[6] * y1 + hb[7] * m1) * inv_h;
+  }
+}
+
+// Max relative interpolation errors of W and dW/dr over all slots (3 points per interval).
+void measure_error(const PaiNNWeights& w, int n_int, const std::vector<std::vector<double>>& nodes, double& err_w,
+                   double& err_dw) {
+  const int C = 3 * w.n_atom_basis;
+  const double h = w.cutoff / n_int, inv_h = n_int / w.cutoff;
+  const double ts[3] = {0.25, 0.5, 0.8};
+  std::vector<double> r(static_cast<size_t>(n_int) * 3);
+  for (int k = 0; k < n_int; ++k)
+    for (int q = 0; q < 3; ++q) r[static_cast<size_t>(k) * 3 + q] = (k + ts[q]) * h;
+  const int n = static_cast<int>(r.size());
+  std::vector<double> W(static_cast<size_t>(n) * C), dW(W.size()), Wi(C), dWi(C);
+  err_w = err_dw = 0.0;
+  for (int s = 0; s < w.n_slots(); ++s) {
+    exact_filters(w, s, r.data(), n, W.data(), dW.data());
+    double max_w = 0.0, max_dw = 0.0, e_w = 0.0, e_dw = 0.0;
+    for (int p = 0; p < n; ++p) {
+      interpolate<double>(nodes[s].data(), C, n_int, inv_h, r[p], Wi.data(), dWi.data());
+      for (int c = 0; c < C; ++c) {
+        const size_t q = static_cast<size_t>(p) * C + c;
+        max_w = std::max(max_w, std::abs(W[q]));
+        max_dw = std::max(max_dw, std::abs(dW[q]));
+        e_w = std::max(e_w, std::abs(Wi[c] - W[q]));
+        e_dw = std::max(e_dw, std::abs(dWi[c] - dW[q]));
+      }
+    }
+    err_w = std::max(err_w, max_w > 0 ? e_w / max_w : e_w);
+    err_dw = std::max(err_dw, max_dw > 0 ? e_dw / max_dw : e_dw);
+  }
+}
+
+// y = act(W x + b) of one row in double (tables at load).
+std::vector<double> dense_row(const DenseLayer& d, const double* x) {
+  std::vector<double> y(d.n_out), dy(d.n_out);
+  for (int o = 0; o < d.n_out; ++o) {
+    double s = d.bias.empty() ? 0.0 : d.bias[o];
+    for (int i = 0; i < d.n_in; ++i) s += d.weight[static_cast<size_t>(o) * d.n_in + i] * x[i];
+    y[o] = s;
+  }
+  activate<double>(d.activation, y.data(), dy.data(), y.size());
+  return y;
+}
+
+}  // namespace
+
+// ---- dtype-specific parts of the model ---------------------------------------------------
+
+template <typename T>
+struct PaiNNPacked {
+  struct Block {
+    PackedLayer<T> ctx1, ctx2, mix, intra1, intra2;
+  };
+  int F = 0, n_int = 0, n_slots = 0;
+  double inv_h = 0.0, cutoff = 0.0;
+  T eps = T(0);
+  std::vector<std::vector<T>> nodes;  // per slot: (n_int + 1) x [W | h dW/dr] (3F each)
+  std::vector<T> embedding;           // max_z x F
+  std::vector<T> x0;                  // max_z x 3F: context_net of interaction 0 (a function of Z only)
+  std::vector<Block> blocks;
+  std::vector<PackedLayer<T>> readout;
+  double energy_scale = 1.0;
+  const T* slot(int t) const { return nodes[n_slots == 1 ? 0 : t].data(); }
+};
+
+struct FastPaiNNModel::Impl {
+  std::unique_ptr<PaiNNPacked<float>> f32;
+  std::unique_ptr<PaiNNPacked<double>> f64;
+};
+
+namespace {
+
+template <typename T>
+std::unique_ptr<PaiNNPacked<T>> pack(const PaiNNWeights& w, int n_int, const std::vector<std::vector<double>>& nodes) {
+  auto p = std::make_unique<PaiNNPacked<T>>();
+  const int F = w.n_atom_basis;
+  p->F = F;
+  p->n_int = n_int;
+  p->n_slots = w.n_slots();
+  p->cutoff = w.cutoff;
+  p->inv_h = n_int / w.cutoff;
+  p->eps = static_cast<T>(w.epsilon);
+  for (const auto& nd : nodes) p->nodes.emplace_back(nd.begin(), nd.end());
+  p->embedding.assign(w.embedding.begin(), w.embedding.end());
+  p->energy_scale = w.energy_scale;
+  for (const auto& b : w.blocks)
+    p->blocks.push_back({PackedLayer<T>(b.context1), PackedLayer<T>(b.context2), PackedLayer<T>(b.mu_mix),
+                         PackedLayer<T>(b.intra1), PackedLayer<T>(b.intra2)});
+  for (const auto& d : w.readout) p->readout.emplace_back(d);
+  // x0 in double, rounded once
+  p->x0.resize(static_cast<size_t>(w.max_z) * 3 * F);
+  for (int z = 0; z < w.max_z; ++z) {
+    const std::vector<double> h = dense_row(w.blocks[0].context1, w.embedding.data() + static_cast<size_t>(z) * F);
+    const std::vector<double> x = dense_row(w.blocks[0].context2, h.data());
+    std::copy(x.begin(), x.end(), p->x0.begin() + static_cast<size_t>(z) * 3 * F);
+  }
+  return p;
+}
+
+}  // namespace
+
+FastPaiNNModel::FastPaiNNModel(PaiNNWeights w, const std::string& dtype, int n_intervals, double tolerance)
+    : w_(std::move(w)), dtype_(dtype), impl_(std::make_unique<Impl>()) {
+  if (dtype_ != "float32" && dtype_ != "float64")
+    throw std::invalid_argument("FastPaiNNModel: dtype must be 'float32' or 'float64', got '" + dtype_ + "'");
+  const int F = w_.n_atom_basis, R = w_.n_rbf;
+  if (F <= 0 || R <= 0) throw std::invalid_argument("FastPaiNNModel: feature sizes must be positive");
+  if (!(w_.cutoff > 0.0)) throw std::invalid_argument("FastPaiNNModel: cutoff must be positive");
+  if (!(w_.epsilon >= 0.0)) throw std::invalid_argument("FastPaiNNModel: epsilon must be >= 0");
+  if (w_.blocks.empty()) throw std::invalid_argument("FastPaiNNModel: the model has no interactions");
+  if (w_.rbf_offsets.size() != static_cast<size_t>(R) || w_.rbf_widths.size() != static_cast<size_t>(R))
+    throw std::invalid_argument("FastPaiNNModel: rbf offsets/widths must have n_rbf values");
+  for (double s : w_.rbf_widths)
+    if (!(s > 0.0)) throw std::invalid_argument("FastPaiNNModel: rbf widths must be positive");
+  if (w_.max_z <= 0 || w_.embedding.size() != static_cast<size_t>(w_.max_z) * F)
+    throw std::invalid_argument("FastPaiNNModel: embedding must be (max_z, n_atom_basis)");
+  check_dense(w_.filter, R, w_.n_slots() * 3 * F, "filter_net");
+  if (w_.filter.activation != Activation::None) throw std::invalid_argument("filter_net must be linear");
+  for (size_t t = 0; t < w_.blocks.size(); ++t) {
+    const auto& b = w_.blocks[t];
+    const std::string p = "block " + std::to_string(t) + " ";
+    check_dense(b.context1, F, F, p + "interatomic_context_net.0");
+    check_dense(b.context2, F, 3 * F, p + "interatomic_context_net.1");
+    check_dense(b.mu_mix, F, 2 * F, p + "mu_channel_mix");
+    check_dense(b.intra1, 2 * F, F, p + "intraatomic_context_net.0");
+    check_dense(b.intra2, F, 3 * F, p + "intraatomic_context_net.1");
+    if (b.context2.activation != Activation::None || b.intra2.activation != Activation::None ||
+        b.mu_mix.activation != Activation::None)
+      throw std::invalid_argument(p + "context_net.1, intraatomic_context_net.1 and mu_channel_mix must be linear");
+    if (!b.mu_mix.bias.empty()) throw std::invalid_argument(p + "mu_channel_mix must have no bias");
+  }
+  if (w_.readout.empty()) throw std::invalid_argument("FastPaiNNModel: the readout has no layers");
+  int n_in = F;
+  for (size_t l = 0; l < w_.readout.size(); ++l) {
+    check_dense(w_.readout[l], n_in, w_.readout[l].n_out, "readout layer " + std::to_string(l));
+    n_in = w_.readout[l].n_out;
+  }
+  if (n_in != 1) throw std::invalid_argument("FastPaiNNModel: the readout must end in one output");
+
+  std::vector<std::vector<double>> nodes;
+  if (n_intervals > 0) {
+    double ew, ed;
+    hermite_nodes(w_, n_intervals, nodes);
+    measure_error(w_, n_intervals, nodes, ew, ed);
+    info_ = {n_intervals, w_.cutoff / n_intervals, ew, ed};
+  } else {
+    if (!(tolerance > 0.0)) throw std::invalid_argument("FastPaiNNModel: tolerance must be positive");
+    for (int n = 256;; n *= 2) {
+      double ew, ed;
+      hermite_nodes(w_, n, nodes);
+      measure_error(w_, n, nodes, ew, ed);
+      info_ = {n, w_.cutoff / n, ew, ed};
+      if ((ew <= tolerance && ed <= 10.0 * tolerance) || n >= (1 << 16)) break;
+    }
+  }
+  if (dtype_ == "float32")
+    impl_->f32 = pack<float>(w_, info_.n_intervals, nodes);
+  else
+    impl_->f64 = pack<double>(w_, info_.n_intervals, nodes);
+}
+
+FastPaiNNModel::~FastPaiNNModel() = default;
+
+void FastPaiNNModel::filter_exact(int t, double r, double* W, double* dW) const {
+  if (t < 0 || t >= n_interactions()) throw std::out_of_range("FastPaiNNModel: no interaction " + std::to_string(t));
+  exact_filters(w_, w_.shared_filters ? 0 : t, &r, 1, W, dW);
+}
+
+void FastPaiNNModel::filter_interpolated(int t, double r, double* W, double* dW) const {
+  if (t < 0 || t >= n_interactions()) throw std::out_of_range("FastPaiNNModel: no interaction " + std::to_string(t));
+  const int C = filter_width();
+  if (!(r >= 0.0 && r < w_.cutoff)) {
+    std::fill(W, W + C, 0.0);
+    std::fill(dW, dW + C, 0.0);
+    return;
+  }
+  if (impl_->f32)
+    interpolate<float>(impl_->f32->slot(t), C, info_.n_intervals, impl_->f32->inv_h, r, W, dW);
+  else
+    interpolate<double>(impl_->f64->slot(t), C, info_.n_intervals, impl_->f64->inv_h, r, W, dW);
+}
+
+// ---- the potential --------------------------------------------------------------------------
+
+namespace {
+
+// Scratch arrays of one thread for a block of M atoms and P half pairs.
+template <typename T>
+struct Ws {
+  // forward, kept for the backward pass (per interaction t)
+  std::vector<std::vector<T>> x, dctx, mu, Y, vn, s, a, dint;
+  std::vector<T> q, mid, ctx, hbuf;
+  // backward
+  std::vector<T> gq, gmu, gmu2, gx, ga, gh, gctx, gY;
+  std::vector<std::vector<T>> ro_z, ro_d;
+  std::vector<T> ro_g, ro_tmp;
+  // pairs
+  std::vector<int> pk;
+  std::vector<T> hb, u;
+  std::vector<double> dedr, dedu;
+  void resize(const PaiNNPacked<T>& p, int M, int P) {
+    const size_t F = p.F, m = M;
+    const size_t n_t = p.blocks.size();
+    x.resize(n_t), dctx.resize(n_t), mu.resize(n_t), Y.resize(n_t), vn.resize(n_t), s.resize(n_t), a.resize(n_t);
+    dint.resize(n_t);
+    for (size_t t = 0; t < n_t; ++t) {
+      x[t].resize(m * 3 * F);
+      dctx[t].resize(t > 0 ? m * F : 0);
+      mu[t].resize(t > 0 ? m * 3 * F : 0);
+      Y[t].resize(m * 6 * F);
+      vn[t].resize(m * F), s[t].resize(m * F), a[t].resize(m * 3 * F), dint[t].resize(m * F);
+    }
+    q.resize(m * F), mid.resize(m * 3 * F), ctx.resize(m * 2 * F), hbuf.resize(m * F);
+    gq.resize(m * F), gmu.resize(m * 3 * F), gmu2.resize(m * 3 * F), gx.resize(m * 3 * F), ga.resize(m * 3 * F);
+    gh.resize(m * F), gctx.resize(m * 2 * F), gY.resize(m * 6 * F);
+    ro_z.resize(p.readout.size()), ro_d.resize(p.readout.size());
+    size_t widest = F;
+    for (size_t l = 0; l < p.readout.size(); ++l) {
+      ro_z[l].resize(m * p.readout[l].n_out);
+      ro_d[l].resize(m * p.readout[l].n_out);
+      widest = std::max<size_t>(widest, p.readout[l].n_out);
+    }
+    ro_g.resize(m * widest), ro_tmp.resize(m * widest);
+    pk.resize(P), hb.resize(static_cast<size_t>(P) * 8), u.resize(static_cast<size_t>(P) * 3);
+    dedr.resize(P), dedu.resize(static_cast<size_t>(P) * 3);
+  }
+};
+
+// ---- the message block, fused over half pairs ----
+// mid_i += sum_j WR xR_j u_ij + Wv xv_j mu_j (mid holds mu on entry), q_i += sum_j Ws xs_j.
+// `first`: mu == 0 (interaction 0): no vector part.
+template <typename T, bool first, int FC>
+__attribute__((always_inline)) inline void messages_forward(const T* __restrict tab, int F_, int P, const int* pi,
+                                                            const int* pj, const Ws<T>& ws, const T* __restrict x,
+                                                            const T* __restrict mu, T* __restrict q,
+                                                            T* __restrict mid) {
+  const int F = FC > 0 ? FC : F_, C = 3 * F;
+  for (int e = 0; e < P; ++e) {
+    const T* __restrict n0 = tab + static_cast<size_t>(ws.pk[e]) * 2 * C;
+    const T* __restrict hb = ws.hb.data() + static_cast<size_t>(e) * 8;
+    const T h00 = hb[0], h10 = hb[1], h01 = hb[2], h11 = hb[3];
+    const T u0 = ws.u[3 * e], u1 = ws.u[3 * e + 1], u2 = ws.u[3 * e + 2];
+    const int i = pi[e], j = pj[e];
+    const T* __restrict xi = x + static_cast<size_t>(i) * C;
+    const T* __restrict xj = x + static_cast<size_t>(j) * C;
+    T* __restrict qi = q + static_cast<size_t>(i) * F;
+    T* __restrict qj = q + static_cast<size_t>(j) * F;
+    T* __restrict mi = mid + static_cast<size_t>(i) * C;
+    T* __restrict mj = mid + static_cast<size_t>(j) * C;
+    const T* __restrict ui = first ? nullptr : mu + static_cast<size_t>(i) * C;
+    const T* __restrict uj = first ? nullptr : mu + static_cast<size_t>(j) * C;
+#pragma omp simd
+    for (int f = 0; f < F; ++f) {
+      const T ws_ = h00 * n0[f] + h10 * n0[C + f] + h01 * n0[2 * C + f] + h11 * n0[3 * C + f];
+      const T wr = h00 * n0[F + f] + h10 * n0[C + F + f] + h01 * n0[2 * C + F + f] + h11 * n0[3 * C + F + f];
+      qi[f] += ws_ * xj[f];
+      qj[f] += ws_ * xi[f];
+      const T rj = wr * xj[F + f], ri = wr * xi[F + f];
+      if (first) {
+        mi[f] += rj * u0, mi[F + f] += rj * u1, mi[2 * F + f] += rj * u2;
+        mj[f] -= ri * u0, mj[F + f] -= ri * u1, mj[2 * F + f] -= ri * u2;
+      } else {
+        const T wv = h00 * n0[2 * F + f] + h10 * n0[C + 2 * F + f] + h01 * n0[2 * C + 2 * F + f] +
+                     h11 * n0[3 * C + 2 * F + f];
+        const T vj = wv * xj[2 * F + f], vi = wv * xi[2 * F + f];
+        mi[f] += rj * u0 + vj * uj[f];
+        mi[F + f] += rj * u1 + vj * uj[F + f];
+        mi[2 * F + f] += rj * u2 + vj * uj[2 * F + f];
+        mj[f] += vi * ui[f] - ri * u0;
+        mj[F + f] += vi * ui[F + f] - ri * u1;
+        mj[2 * F + f] += vi * ui[2 * F + f] - ri * u2;
+      }
+    }
+  }
+}
+
+// Backward of the message block: given gq, gm (gradients of q and mu after the block), adds
+// dE/dr and dE/du of every half pair (dedr in model units; the t-derivative of the table times
+// inv_h) and, unless `first`, the gradients of x (gx) and of the incoming mu (gmu_in).
+template <typename T, bool first, int FC>
+__attribute__((always_inline)) inline void messages_backward(const T* __restrict tab, int F_, int P, const int* pi,
+                                                             const int* pj, Ws<T>& ws, double inv_h,
+                                                             const T* __restrict x, const T* __restrict mu,
+                                                             const T* __restrict gq, const T* __restrict gm,
+                                                             T* __restrict gx, T* __restrict gmu_in) {
+  const int F = FC > 0 ? FC : F_, C = 3 * F;
+  for (int e = 0; e < P; ++e) {
+    const T* __restrict n0 = tab + static_cast<size_t>(ws.pk[e]) * 2 * C;
+    const T* __restrict hb = ws.hb.data() + static_cast<size_t>(e) * 8;
+    const T h00 = hb[0], h10 = hb[1], h01 = hb[2], h11 = hb[3];
+    const T d00 = hb[4], d10 = hb[5], d01 = hb[6], d11 = hb[7];
+    const T u0 = ws.u[3 * e], u1 = ws.u[3 * e + 1], u2 = ws.u[3 * e + 2];
+    const int i = pi[e], j = pj[e];
+    const T* __restrict xi = x + static_cast<size_t>(i) * C;
+    const T* __restrict xj = x + static_cast<size_t>(j) * C;
+    const T* __restrict gqi = gq + static_cast<size_t>(i) * F;
+    const T* __restrict gqj = gq + static_cast<size_t>(j) * F;
+    const T* __restrict gmi = gm + static_cast<size_t>(i) * C;
+    const T* __restrict gmj = gm + static_cast<size_t>(j) * C;
+    T ar = 0, a0 = 0, a1 = 0, a2 = 0;
+    if (first) {
+#pragma omp simd reduction(+ : ar, a0, a1, a2)
+      for (int f = 0; f < F; ++f) {
+        const T dws = d00 * n0[f] + d10 * n0[C + f] + d01 * n0[2 * C + f] + d11 * n0[3 * C + f];
+        const T wr = h00 * n0[F + f] + h10 * n0[C + F + f] + h01 * n0[2 * C + F + f] + h11 * n0[3 * C + F + f];
+        const T dwr = d00 * n0[F + f] + d10 * n0[C + F + f] + d01 * n0[2 * C + F + f] + d11 * n0[3 * C + F + f];
+        const T gi0 = gmi[f], gi1 = gmi[F + f], gi2 = gmi[2 * F + f];
+        const T gj0 = gmj[f], gj1 = gmj[F + f], gj2 = gmj[2 * F + f];
+        const T Ai = gi0 * u0 + gi1 * u1 + gi2 * u2, Aj = gj0 * u0 + gj1 * u1 + gj2 * u2;
+        const T xrj = xj[F + f], xri = xi[F + f];
+        ar += dws * (gqi[f] * xj[f] + gqj[f] * xi[f]) + dwr * (xrj * Ai - xri * Aj);
+        const T cj = wr * xrj, ci = wr * xri;
+        a0 += cj * gi0 - ci * gj0;
+        a1 += cj * gi1 - ci * gj1;
+        a2 += cj * gi2 - ci * gj2;
+      }
+    } else {
+      const T* __restrict mui = mu + static_cast<size_t>(i) * C;
+      const T* __restrict muj = mu + static_cast<size_t>(j) * C;
+      T* __restrict gxi = gx + static_cast<size_t>(i) * C;
+      T* __restrict gxj = gx + static_cast<size_t>(j) * C;
+      T* __restrict gui = gmu_in + static_cast<size_t>(i) * C;
+      T* __restrict guj = gmu_in + static_cast<size_t>(j) * C;
+#pragma omp simd reduction(+ : ar, a0, a1, a2)
+      for (int f = 0; f < F; ++f) {
+        const T* c0 = n0;
+        const T* c1 = n0 + C;
+        const T* c2 = n0 + 2 * C;
+        const T* c3 = n0 + 3 * C;
+        const T ws_ = h00 * c0[f] + h10 * c1[f] + h01 * c2[f] + h11 * c3[f];
+        const T dws = d00 * c0[f] + d10 * c1[f] + d01 * c2[f] + d11 * c3[f];
+        const T wr = h00 * c0[F + f] + h10 * c1[F + f] + h01 * c2[F + f] + h11 * c3[F + f];
+        const T dwr = d00 * c0[F + f] + d10 * c1[F + f] + d01 * c2[F + f] + d11 * c3[F + f];
+        const T wv = h00 * c0[2 * F + f] + h10 * c1[2 * F + f] + h01 * c2[2 * F + f] + h11 * c3[2 * F + f];
+        const T dwv = d00 * c0[2 * F + f] + d10 * c1[2 * F + f] + d01 * c2[2 * F + f] + d11 * c3[2 * F + f];
+        const T gi0 = gmi[f], gi1 = gmi[F + f], gi2 = gmi[2 * F + f];
+        const T gj0 = gmj[f], gj1 = gmj[F + f], gj2 = gmj[2 * F + f];
+        const T mi0 = mui[f], mi1 = mui[F + f], mi2 = mui[2 * F + f];
+        const T mj0 = muj[f], mj1 = muj[F + f], mj2 = muj[2 * F + f];
+        const T Ai = gi0 * u0 + gi1 * u1 + gi2 * u2, Aj = gj0 * u0 + gj1 * u1 + gj2 * u2;
+        const T Bij = gi0 * mj0 + gi1 * mj1 + gi2 * mj2, Bji = gj0 * mi0 + gj1 * mi1 + gj2 * mi2;
+        const T gqi_ = gqi[f], gqj_ = gqj[f];
+        const T xsi = xi[f], xsj = xj[f], xri = xi[F + f], xrj = xj[F + f], xvi = xi[2 * F + f], xvj = xj[2 * F + f];
+        gxj[f] += ws_ * gqi_;
+        gxi[f] += ws_ * gqj_;
+        gxj[F + f] += wr * Ai;
+        gxi[F + f] -= wr * Aj;
+        gxj[2 * F + f] += wv * Bij;
+        gxi[2 * F + f] += wv * Bji;
+        const T vj = wv * xvj, vi = wv * xvi;
+        guj[f] += vj * gi0, guj[F + f] += vj * gi1, guj[2 * F + f] += vj * gi2;
+        gui[f] += vi * gj0, gui[F + f] += vi * gj1, gui[2 * F + f] += vi * gj2;
+        ar += dws * (gqi_ * xsj + gqj_ * xsi) + dwr * (xrj * Ai - xri * Aj) + dwv * (xvj * Bij + xvi * Bji);
+        const T cj = wr * xrj, ci = wr * xri;
+        a0 += cj * gi0 - ci * gj0;
+        a1 += cj * gi1 - ci * gj1;
+        a2 += cj * gi2 - ci * gj2;
+      }
+    }
+    ws.dedr[e] += static_cast<double>(ar) * inv_h;
+    ws.dedu[3 * e] += static_cast<double>(a0);
+    ws.dedu[3 * e + 1] += static_cast<double>(a1);
+    ws.dedu[3 * e + 2] += static_cast<double>(a2);
+  }
+}
+
+// The same two kernels written with 32-byte vectors for feature counts F that are multiples of
+// the vector width and known at compile time: every load is one base register per atom row (or
+// table node) plus an immediate offset, so the many streams of the backward pass do not spill
+// their addresses (the auto-vectorised loops above keep one pointer per stream).
+#define PYMOTOR_VLD(p, o) (*reinterpret_cast<const VU*>((p) + (o) + f))
+#define PYMOTOR_VST(p, o, v) (*reinterpret_cast<VU*>((p) + (o) + f) = (v))
+
+template <typename T, bool first, int F>
+__attribute__((always_inline)) inline void messages_forward_v(const T* __restrict tab, int, int P, const int* pi,
+                                                              const int* pj, const Ws<T>& ws, const T* __restrict x,
+                                                              const T* __restrict mu, T* __restrict q,
+                                                              T* __restrict mid) {
+  typedef T V __attribute__((vector_size(32)));
+  typedef T VU __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
+  constexpr int W = 32 / static_cast<int>(sizeof(T)), C = 3 * F;
+  static_assert(F % W == 0, "F must be a multiple of the vector width");
+  for (int e = 0; e < P; ++e) {
+    const T* __restrict n0 = tab + static_cast<size_t>(ws.pk[e]) * 2 * C;
+    const T* hb = ws.hb.data() + static_cast<size_t>(e) * 8;
+    const V h00 = V{} + hb[0], h10 = V{} + hb[1], h01 = V{} + hb[2], h11 = V{} + hb[3];
+    const V u0 = V{} + ws.u[3 * e], u1 = V{} + ws.u[3 * e + 1], u2 = V{} + ws.u[3 * e + 2];
+    const int i = pi[e], j = pj[e];
+    const T* __restrict xi = x + static_cast<size_t>(i) * C;
+    const T* __restrict xj = x + static_cast<size_t>(j) * C;
+    T* __restrict qi = q + static_cast<size_t>(i) * F;
+    T* __restrict qj = q + static_cast<size_t>(j) * F;
+    T* __restrict mi = mid + static_cast<size_t>(i) * C;
+    T* __restrict mj = mid + static_cast<size_t>(j) * C;
+    const T* __restrict ui = first ? nullptr : mu + static_cast<size_t>(i) * C;
+    const T* __restrict uj = first ? nullptr : mu + static_cast<size_t>(j) * C;
+    for (int f = 0; f < F; f += W) {
+      const V ws_ = h00 * PYMOTOR_VLD(n0, 0) + h10 * PYMOTOR_VLD(n0, C) + h01 * PYMOTOR_VLD(n0, 2 * C) +
+                    h11 * PYMOTOR_VLD(n0, 3 * C);
+      const V wr = h00 * PYMOTOR_VLD(n0, F) + h10 * PYMOTOR_VLD(n0, C + F) + h01 * PYMOTOR_VLD(n0, 2 * C + F) +
+                   h11 * PYMOTOR_VLD(n0, 3 * C + F);
+      PYMOTOR_VST(qi, 0, PYMOTOR_VLD(qi, 0) + ws_ * PYMOTOR_VLD(xj, 0));
+      PYMOTOR_VST(qj, 0, PYMOTOR_VLD(qj, 0) + ws_ * PYMOTOR_VLD(xi, 0));
+      const V rj = wr * PYMOTOR_VLD(xj, F), ri = wr * PYMOTOR_VLD(xi, F);
+      if (first) {
+        PYMOTOR_VST(mi, 0, PYMOTOR_VLD(mi, 0) + rj * u0);
+        PYMOTOR_VST(mi, F, PYMOTOR_VLD(mi, F) + rj * u1);
+        PYMOTOR_VST(mi, 2 * F, PYMOTOR_VLD(mi, 2 * F) + rj * u2);
+        PYMOTOR_VST(mj, 0, PYMOTOR_VLD(mj, 0) - ri * u0);
+        PYMOTOR_VST(mj, F, PYMOTOR_VLD(mj, F) - ri * u1);
+        PYMOTOR_VST(mj, 2 * F, PYMOTOR_VLD(mj, 2 * F) - ri * u2);
+      } else {
+        const V wv = h00 * PYMOTOR_VLD(n0, 2 * F) + h10 * PYMOTOR_VLD(n0, C + 2 * F) +
+                     h01 * PYMOTOR_VLD(n0, 2 * C + 2 * F) + h11 * PYMOTOR_VLD(n0, 3 * C + 2 * F);
+        const V vj = wv * PYMOTOR_VLD(xj, 2 * F), vi = wv * PYMOTOR_VLD(xi, 2 * F);
+        PYMOTOR_VST(mi, 0, PYMOTOR_VLD(mi, 0) + rj * u0 + vj * PYMOTOR_VLD(uj, 0));
+        PYMOTOR_VST(mi, F, PYMOTOR_VLD(mi, F) + rj * u1 + vj * PYMOTOR_VLD(uj, F));
+        PYMOTOR_VST(mi, 2 * F, PYMOTOR_VLD(mi, 2 * F) + rj * u2 + vj * PYMOTOR_VLD(uj, 2 * F));
+        PYMOTOR_VST(mj, 0, PYMOTOR_VLD(mj, 0) + vi * PYMOTOR_VLD(ui, 0) - ri * u0);
+        PYMOTOR_VST(mj, F, PYMOTOR_VLD(mj, F) + vi * PYMOTOR_VLD(ui, F) - ri * u1);
+        PYMOTOR_VST(mj, 2 * F, PYMOTOR_VLD(mj, 2 * F) + vi * PYMOTOR_VLD(ui, 2 * F) - ri * u2);
+      }
+    }
+  }
+}
+
+template <typename T, bool first, int F>
+__attribute__((always_inline)) inline void messages_backward_v(const T* __restrict tab, int, int P, const int* pi,
+                                                               const int* pj, Ws<T>& ws, double inv_h,
+                                                               const T* __restrict x, const T* __restrict mu,
+                                                               const T* __restrict gq, const T* __restrict gm,
+                                                               T* __restrict gx, T* __restrict gmu_in) {
+  typedef T V __attribute__((vector_size(32)));
+  typedef T VU __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
+  constexpr int W = 32 / static_cast<int>(sizeof(T)), C = 3 * F;
+  static_assert(F % W == 0, "F must be a multiple of the vector width");
+  for (int e = 0; e < P; ++e) {
+    const T* __restrict n0 = tab + static_cast<size_t>(ws.pk[e]) * 2 * C;
+    const T* hb = ws.hb.data() + static_cast<size_t>(e) * 8;
+    const V h00 = V{} + hb[0], h10 = V{} + hb[1], h01 = V{} + hb[2], h11 = V{} + hb[3];
+    const V d00 = V{} + hb[4], d10 = V{} + hb[5], d01 = V{} + hb[6], d11 = V{} + hb[7];
+    const V u0 = V{} + ws.u[3 * e], u1 = V{} + ws.u[3 * e + 1], u2 = V{} + ws.u[3 * e + 2];
+    const int i = pi[e], j = pj[e];
+    const T* __restrict xi = x + static_cast<size_t>(i) * C;
+    const T* __restrict xj = x + static_cast<size_t>(j) * C;
+    const T* __restrict gqi = gq + static_cast<size_t>(i) * F;
+    const T* __restrict gqj = gq + static_cast<size_t>(j) * F;
+    const T* __restrict gmi = gm + static_cast<size_t>(i) * C;
+    const T* __restrict gmj = gm + static_cast<size_t>(j) * C;
+    V ar = V{}, a0 = V{}, a1 = V{}, a2 = V{};
+    if (first) {
+      for (int f = 0; f < F; f += W) {
+        const V c0 = PYMOTOR_VLD(n0, 0), c1 = PYMOTOR_VLD(n0, C), c2 = PYMOTOR_VLD(n0, 2 * C),
+                c3 = PYMOTOR_VLD(n0, 3 * C);
+        const V dws = d00 * c0 + d10 * c1 + d01 * c2 + d11 * c3;
+        const V r0 = PYMOTOR_VLD(n0, F), r1 = PYMOTOR_VLD(n0, C + F), r2 = PYMOTOR_VLD(n0, 2 * C + F),
+                r3 = PYMOTOR_VLD(n0, 3 * C + F);
+        const V wr = h00 * r0 + h10 * r1 + h01 * r2 + h11 * r3;
+        const V dwr = d00 * r0 + d10 * r1 + d01 * r2 + d11 * r3;
+        const V gi0 = PYMOTOR_VLD(gmi, 0), gi1 = PYMOTOR_VLD(gmi, F), gi2 = PYMOTOR_VLD(gmi, 2 * F);
+        const V gj0 = PYMOTOR_VLD(gmj, 0), gj1 = PYMOTOR_VLD(gmj, F), gj2 = PYMOTOR_VLD(gmj, 2 * F);
+        const V Ai = gi0 * u0 + gi1 * u1 + gi2 * u2, Aj = gj0 * u0 + gj1 * u1 + gj2 * u2;
+        const V xrj = PYMOTOR_VLD(xj, F), xri = PYMOTOR_VLD(xi, F);
+        ar += dws * (PYMOTOR_VLD(gqi, 0) * PYMOTOR_VLD(xj, 0) + PYMOTOR_VLD(gqj, 0) * PYMOTOR_VLD(xi, 0)) +
+              dwr * (xrj * Ai - xri * Aj);
+        const V cj = wr * xrj, ci = wr * xri;
+        a0 += cj * gi0 - ci * gj0;
+        a1 += cj * gi1 - ci * gj1;
+        a2 += cj * gi2 - ci * gj2;
+      }
+    } else {
+      const T* __restrict mui = mu + static_cast<size_t>(i) * C;
+      const T* __restrict muj = mu + static_cast<size_t>(j) * C;
+      T* __restrict gxi = gx + static_cast<size_t>(i) * C;
+      T* __restrict gxj = gx + static_cast<size_t>(j) * C;
+      T* __restrict gui = gmu_in + static_cast<size_t>(i) * C;
+      T* __restrict guj = gmu_in + static_cast<size_t>(j) * C;
+      for (int f = 0; f < F; f += W) {
+        V c0 = PYMOTOR_VLD(n0, 0), c1 = PYMOTOR_VLD(n0, C), c2 = PYMOTOR_VLD(n0, 2 * C), c3 = PYMOTOR_VLD(n0, 3 * C);
+        const V ws_ = h00 * c0 + h10 * c1 + h01 * c2 + h11 * c3;
+        const V dws = d00 * c0 + d10 * c1 + d01 * c2 + d11 * c3;
+        c0 = PYMOTOR_VLD(n0, F), c1 = PYMOTOR_VLD(n0, C + F), c2 = PYMOTOR_VLD(n0, 2 * C + F);
+        c3 = PYMOTOR_VLD(n0, 3 * C + F);
+        const V wr = h00 * c0 + h10 * c1 + h01 * c2 + h11 * c3;
+        const V dwr = d00 * c0 + d10 * c1 + d01 * c2 + d11 * c3;
+        c0 = PYMOTOR_VLD(n0, 2 * F), c1 = PYMOTOR_VLD(n0, C + 2 * F), c2 = PYMOTOR_VLD(n0, 2 * C + 2 * F);
+        c3 = PYMOTOR_VLD(n0, 3 * C + 2 * F);
+        const V wv = h00 * c0 + h10 * c1 + h01 * c2 + h11 * c3;
+        const V dwv = d00 * c0 + d10 * c1 + d01 * c2 + d11 * c3;
+        const V gi0 = PYMOTOR_VLD(gmi, 0), gi1 = PYMOTOR_VLD(gmi, F), gi2 = PYMOTOR_VLD(gmi, 2 * F);
+        const V gj0 = PYMOTOR_VLD(gmj, 0), gj1 = PYMOTOR_VLD(gmj, F), gj2 = PYMOTOR_VLD(gmj, 2 * F);
+        const V Ai = gi0 * u0 + gi1 * u1 + gi2 * u2, Aj = gj0 * u0 + gj1 * u1 + gj2 * u2;
+        const V Bij = gi0 * PYMOTOR_VLD(muj, 0) + gi1 * PYMOTOR_VLD(muj, F) + gi2 * PYMOTOR_VLD(muj, 2 * F);
+        const V Bji = gj0 * PYMOTOR_VLD(mui, 0) + gj1 * PYMOTOR_VLD(mui, F) + gj2 * PYMOTOR_VLD(mui, 2 * F);
+        const V gqi_ = PYMOTOR_VLD(gqi, 0), gqj_ = PYMOTOR_VLD(gqj, 0);
+        const V xsi = PYMOTOR_VLD(xi, 0), xsj = PYMOTOR_VLD(xj, 0), xri = PYMOTOR_VLD(xi, F), xrj = PYMOTOR_VLD(xj, F);
+        const V xvi = PYMOTOR_VLD(xi, 2 * F), xvj = PYMOTOR_VLD(xj, 2 * F);
+        PYMOTOR_VST(gxj, 0, PYMOTOR_VLD(gxj, 0) + ws_ * gqi_);
+        PYMOTOR_VST(gxi, 0, PYMOTOR_VLD(gxi, 0) + ws_ * gqj_);
+        PYMOTOR_VST(gxj, F, PYMOTOR_VLD(gxj, F) + wr * Ai);
+        PYMOTOR_VST(gxi, F, PYMOTOR_VLD(gxi, F) - wr * Aj);
+        PYMOTOR_VST(gxj, 2 * F, PYMOTOR_VLD(gxj, 2 * F) + wv * Bij);
+        PYMOTOR_VST(gxi, 2 * F, PYMOTOR_VLD(gxi, 2 * F) + wv * Bji);
+        const V vj = wv * xvj, vi = wv * xvi;
+        PYMOTOR_VST(guj, 0, PYMOTOR_VLD(guj, 0) + vj * gi0);
+        PYMOTOR_VST(guj, F, PYMOTOR_VLD(guj, F) + vj * gi1);
+        PYMOTOR_VST(guj, 2 * F, PYMOTOR_VLD(guj, 2 * F) + vj * gi2);
+        PYMOTOR_VST(gui, 0, PYMOTOR_VLD(gui, 0) + vi * gj0);
+        PYMOTOR_VST(gui, F, PYMOTOR_VLD(gui, F) + vi * gj1);
+        PYMOTOR_VST(gui, 2 * F, PYMOTOR_VLD(gui, 2 * F) + vi * gj2);
+        ar += dws * (gqi_ * xsj + gqj_ * xsi) + dwr * (xrj * Ai - xri * Aj) + dwv * (xvj * Bij + xvi * Bji);
+        const V cj = wr * xrj, ci = wr * xri;
+        a0 += cj * gi0 - ci * gj0;
+        a1 += cj * gi1 - ci * gj1;
+        a2 += cj * gi2 - ci * gj2;
+      }
+    }
+    T s[4][W];
+    __builtin_memcpy(s[0], &ar, sizeof(V));
+    __builtin_memcpy(s[1], &a0, sizeof(V));
+    __builtin_memcpy(s[2], &a1, sizeof(V));
+    __builtin_memcpy(s[3], &a2, sizeof(V));
+    T sum[4] = {0, 0, 0, 0};
+    for (int c = 0; c < 4; ++c)
+      for (int k = 0; k < W; ++k) sum[c] += s[c][k];
+    ws.dedr[e] += static_cast<double>(sum[0]) * inv_h;
+    ws.dedu[3 * e] += static_cast<double>(sum[1]);
+    ws.dedu[3 * e + 1] += static_cast<double>(sum[2]);
+    ws.dedu[3 * e + 2] += static_cast<double>(sum[3]);
+  }
+}
+#undef PYMOTOR_VLD
+#undef PYMOTOR_VST
+
+// The message kernels with the feature count known at compile time for the common sizes (all
+// offsets into the per-atom rows and the table become immediates: fewer live pointers).
+template <typename T, bool first, typename... A>
+__attribute__((always_inline)) inline void messages_forward_f(int F, A&&... args) {
+  switch (F) {
+    case 16: return messages_forward_v<T, first, 16>(std::forward<A>(args)...);
+    case 32: return messages_forward_v<T, first, 32>(std::forward<A>(args)...);
+    case 64: return messages_forward_v<T, first, 64>(std::forward<A>(args)...);
+    case 128: return messages_forward_v<T, first, 128>(std::forward<A>(args)...);
+    default: return messages_forward<T, first, 0>(std::forward<A>(args)...);
+  }
+}
+
+template <typename T, bool first, typename... A>
+__attribute__((always_inline)) inline void messages_backward_f(int F, A&&... args) {
+  switch (F) {
+    case 16: return messages_backward_v<T, first, 16>(std::forward<A>(args)...);
+    case 32: return messages_backward_v<T, first, 32>(std::forward<A>(args)...);
+    case 64: return messages_backward_v<T, first, 64>(std::forward<A>(args)...);
+    case 128: return messages_backward_v<T, first, 128>(std::forward<A>(args)...);
+    default: return messages_backward<T, first, 0>(std::forward<A>(args)...);
+  }
+}
+
+// Energy (model units, per replica) and dE/dr, dE/du (model units, per half pair) of one block
+// of whole replicas: atoms 0..M-1 (local), half pairs (pi, pj) with distances r (model units)
+// and unit vectors u from i to j.
+template <typename T>
+__attribute__((always_inline)) inline void evaluate_block_body(const PaiNNPacked<T>& p, Ws<T>& ws, int M,
+                                                               const int64_t* z, int P, const int* pi, const int* pj,
+                                                               const double* r, const double* u, int n_rep,
+                                                               int n_atoms, double* energy) {
+  const int F = p.F, C = 3 * F, NT = static_cast<int>(p.blocks.size());
+  const size_t MF = static_cast<size_t>(M) * F, MC = static_cast<size_t>(M) * C;
+  for (int e = 0; e < P; ++e) {
+    double t, hb[8];
+    interval_of(r[e], p.inv_h, p.n_int, ws.pk[e], t);
+    hermite_basis(t, hb);
+    for (int c = 0; c < 8; ++c) ws.hb[static_cast<size_t>(e) * 8 + c] = static_cast<T>(hb[c]);
+    for (int d = 0; d < 3; ++d) ws.u[3 * e + d] = static_cast<T>(u[3 * e + d]);
+  }
+  T* q = ws.q.data();
+  for (int i = 0; i < M; ++i) {
+    std::memcpy(q + static_cast<size_t>(i) * F, &p.embedding[static_cast<size_t>(z[i]) * F], sizeof(T) * F);
+    std::memcpy(&ws.x[0][static_cast<size_t>(i) * C], &p.x0[static_cast<size_t>(z[i]) * C], sizeof(T) * C);
+  }
+  // ---- forward ----
+  for (int t = 0; t < NT; ++t) {
+    const auto& b = p.blocks[t];
+    T* x = ws.x[t].data();
+    if (t > 0) {
+      b.ctx1.forward(M, q, F, ws.hbuf.data(), F);
+      activate_fast<T>(b.ctx1.act, ws.hbuf.data(), ws.dctx[t].data(), MF);
+      b.ctx2.forward(M, ws.hbuf.data(), F, x, C);
+    }
+    T* mid = ws.mid.data();
+    if (t == 0) {
+      std::fill(mid, mid + MC, T(0));
+      messages_forward_f<T, true>(F, p.slot(t), F, P, pi, pj, ws, x, nullptr, q, mid);
+    } else {
+      std::copy(ws.mu[t].begin(), ws.mu[t].end(), mid);
+      messages_forward_f<T, false>(F, p.slot(t), F, P, pi, pj, ws, x, ws.mu[t].data(), q, mid);
+    }
+    // mixing: [V | W] = mid M^T per component, ctx = [q, |V|]
+    T* Y = ws.Y[t].data();
+    b.mix.forward(3 * M, mid, F, Y, 2 * F);
+    T* vn = ws.vn[t].data();
+    T* sv = ws.s[t].data();
+    T* ctx = ws.ctx.data();
+    for (int i = 0; i < M; ++i) {
+      const T* y0 = Y + static_cast<size_t>(3 * i) * 2 * F;
+      const T* y1 = y0 + 2 * F;
+      const T* y2 = y1 + 2 * F;
+      T* c = ctx + static_cast<size_t>(i) * 2 * F;
+      std::memcpy(c, q + static_cast<size_t>(i) * F, sizeof(T) * F);
+#pragma omp simd
+      for (int f = 0; f < F; ++f) {
+        const T n = std::sqrt(y0[f] * y0[f] + y1[f] * y1[f] + y2[f] * y2[f] + p.eps);
+        vn[static_cast<size_t>(i) * F + f] = n;
+        c[F + f] = n;
+        sv[static_cast<size_t>(i) * F + f] = y0[f] * y0[F + f] + y1[f] * y1[F + f] + y2[f] * y2[F + f];
+      }
+    }
+    b.intra1.forward(M, ctx, 2 * F, ws.hbuf.data(), F);
+    activate_fast<T>(b.intra1.act, ws.hbuf.data(), ws.dint[t].data(), MF);
+    T* a = ws.a[t].data();
+    b.intra2.forward(M, ws.hbuf.data(), F, a, C);
+    for (int i = 0; i < M; ++i) {
+      T* qi = q + static_cast<size_t>(i) * F;
+      const T* ai = a + static_cast<size_t>(i) * C;
+      const T* si = sv + static_cast<size_t>(i) * F;
+#pragma omp simd
+      for (int f = 0; f < F; ++f) qi[f] += ai[f] + ai[2 * F + f] * si[f];
+    }
+    if (t + 1 < NT) {  // the last block's mu is not used by the energy
+      T* mu = ws.mu[t + 1].data();
+      for (int i = 0; i < M; ++i) {
+        const T* ai = a + static_cast<size_t>(i) * C + F;
+        for (int d = 0; d < 3; ++d) {
+          const T* wd = Y + static_cast<size_t>(3 * i + d) * 2 * F + F;
+          const T* md = mid + static_cast<size_t>(i) * C + static_cast<size_t>(d) * F;
+          T* o = mu + static_cast<size_t>(i) * C + static_cast<size_t>(d) * F;
+#pragma omp simd
+          for (int f = 0; f < F; ++f) o[f] = md[f] + ai[f] * wd[f];
+        }
+      }
+    }
+  }
+  // ---- readout ----
+  const T* in = q;
+  const size_t L = p.readout.size();
+  for (size_t l = 0; l < L; ++l) {
+    const auto& d = p.readout[l];
+    d.forward(M, in, d.n_in, ws.ro_z[l].data(), d.n_out);
+    activate_fast<T>(d.act, ws.ro_z[l].data(), ws.ro_d[l].data(), static_cast<size_t>(M) * d.n_out);
+    in = ws.ro_z[l].data();
+  }
+  for (int r0 = 0; r0 < n_rep; ++r0) {
+    double e = 0.0;
+    for (int i = 0; i < n_atoms; ++i) e += static_cast<double>(in[r0 * n_atoms + i]);
+    energy[r0] = e * p.energy_scale;
+  }
+  // ---- backward: dE/dq through the readout ----
+  T* gq = ws.gq.data();
+  {
+    T* g = ws.ro_g.data();
+    std::fill(g, g + M, static_cast<T>(p.energy_scale));
+    for (size_t l = L; l-- > 0;) {
+      const auto& d = p.readout[l];
+      const size_t n = static_cast<size_t>(M) * d.n_out;
+      if (d.act != Activation::None)
+        for (size_t k = 0; k < n; ++k) g[k] *= ws.ro_d[l][k];
+      T* out = l == 0 ? gq : ws.ro_tmp.data();
+      d.backward(M, g, d.n_out, out, d.n_in, false);
+      if (l > 0) std::copy(out, out + static_cast<size_t>(M) * d.n_in, g);
+    }
+  }
+  // ---- backward through the blocks ----
+  std::fill(ws.dedr.begin(), ws.dedr.begin() + P, 0.0);
+  std::fill(ws.dedu.begin(), ws.dedu.begin() + 3 * static_cast<size_t>(P), 0.0);
+  T* gmu = ws.gmu.data();
+  std::fill(gmu, gmu + MC, T(0));
+  for (int t = NT - 1; t >= 0; --t) {
+    const auto& b = p.blocks[t];
+    const T* Y = ws.Y[t].data();
+    const T* vn = ws.vn[t].data();
+    const T* sv = ws.s[t].data();
+    const T* a = ws.a[t].data();
+    const bool last = t == NT - 1;  // gmu == 0
+    // mixing: ga = (gq, sum_d gmu_d W_d, gq s)
+    T* ga = ws.ga.data();
+    for (int i = 0; i < M; ++i) {
+      const T* gqi = gq + static_cast<size_t>(i) * F;
+      const T* gmi = gmu + static_cast<size_t>(i) * C;
+      const T* si = sv + static_cast<size_t>(i) * F;
+      T* g = ga + static_cast<size_t>(i) * C;
+      const T* w0 = Y + static_cast<size_t>(3 * i) * 2 * F + F;
+      const T* w1 = w0 + 2 * F;
+      const T* w2 = w1 + 2 * F;
+#pragma omp simd
+      for (int f = 0; f < F; ++f) {
+        g[f] = gqi[f];
+        g[F + f] = last ? T(0) : gmi[f] * w0[f] + gmi[F + f] * w1[f] + gmi[2 * F + f] * w2[f];
+        g[2 * F + f] = gqi[f] * si[f];
+      }
+    }
+    T* gh = ws.gh.data();
+    b.intra2.backward(M, ga, C, gh, F, false);
+    if (b.intra1.act != Activation::None) {
+      const T* d = ws.dint[t].data();
+      for (size_t k = 0; k < MF; ++k) gh[k] *= d[k];
+    }
+    T* gctx = ws.gctx.data();
+    b.intra1.backward(M, gh, F, gctx, 2 * F, false);
+    // gY = (gV, gW) per component; then gq += gctx_q (residual kept)
+    T* gY = ws.gY.data();
+    for (int i = 0; i < M; ++i) {
+      T* gqi = gq + static_cast<size_t>(i) * F;
+      const T* ai = a + static_cast<size_t>(i) * C;
+      const T* gci = gctx + static_cast<size_t>(i) * 2 * F;
+      const T* vni = vn + static_cast<size_t>(i) * F;
+      for (int d = 0; d < 3; ++d) {
+        const T* y = Y + static_cast<size_t>(3 * i + d) * 2 * F;
+        const T* gmd = gmu + static_cast<size_t>(i) * C + static_cast<size_t>(d) * F;
+        T* gy = gY + static_cast<size_t>(3 * i + d) * 2 * F;
+#pragma omp simd
+        for (int f = 0; f < F; ++f) {
+          const T gs = gqi[f] * ai[2 * F + f];
+          gy[f] = gs * y[F + f] + gci[F + f] * y[f] / vni[f];
+          gy[F + f] = (last ? T(0) : gmd[f] * ai[F + f]) + gs * y[f];
+        }
+      }
+#pragma omp simd
+      for (int f = 0; f < F; ++f) gqi[f] += gci[f];
+    }
+    b.mix.backward(3 * M, gY, 2 * F, gmu, F, true);  // gmu: now the gradient of mid (residual + mixing)
+    // messages
+    if (t == 0) {
+      messages_backward_f<T, true>(F, p.slot(t), F, P, pi, pj, ws, p.inv_h, ws.x[t].data(), nullptr, gq, gmu, nullptr,
+                                 nullptr);
+    } else {
+      T* gx = ws.gx.data();
+      T* gmu2 = ws.gmu2.data();
+      std::fill(gx, gx + MC, T(0));
+      std::copy(gmu, gmu + MC, gmu2);  // residual mu -> mid
+      messages_backward_f<T, false>(F, p.slot(t), F, P, pi, pj, ws, p.inv_h, ws.x[t].data(), ws.mu[t].data(), gq, gmu,
+                                  gx, gmu2);
+      b.ctx2.backward(M, gx, C, gh, F, false);
+      if (b.ctx1.act != Activation::None) {
+        const T* d = ws.dctx[t].data();
+        for (size_t k = 0; k < MF; ++k) gh[k] *= d[k];
+      }
+      b.ctx1.backward(M, gh, F, gq, F, true);  // residual q -> q + dq: gq += context_net backward
+      std::swap(ws.gmu, ws.gmu2);
+      gmu = ws.gmu.data();
+    }
+  }
+}
+
+template <typename T>
+void evaluate_block_generic(const PaiNNPacked<T>& p, Ws<T>& ws, int M, const int64_t* z, int P, const int* pi,
+                            const int* pj, const double* r, const double* u, int n_rep, int n_atoms, double* energy) {
+  evaluate_block_body<T>(p, ws, M, z, P, pi, pj, r, u, n_rep, n_atoms, energy);
+}
+
+#ifdef PYMOTOR_HAVE_AVX2_KERNEL
+// The same code compiled for AVX2+FMA: the per-pair loops run 8 floats (4 doubles) wide.
+template <typename T>
+__attribute__((target("avx2,fma"))) void evaluate_block_avx2(const PaiNNPacked<T>& p, Ws<T>& ws, int M,
+                                                             const int64_t* z, int P, const int* pi, const int* pj,
+                                                             const double* r, const double* u, int n_rep, int n_atoms,
+                                                             double* energy) {
+  evaluate_block_body<T>(p, ws, M, z, P, pi, pj, r, u, n_rep, n_atoms, energy);
+}
+#endif
+
+template <typename T>
+void evaluate_block(const PaiNNPacked<T>& p, Ws<T>& ws, int M, const int64_t* z, int P, const int* pi, const int* pj,
+                    const double* r, const double* u, int n_rep, int n_atoms, double* energy) {
+#ifdef PYMOTOR_HAVE_AVX2_KERNEL
+  if (cpu_has_avx2_fma()) return evaluate_block_avx2<T>(p, ws, M, z, P, pi, pj, r, u, n_rep, n_atoms, energy);
+#endif
+  evaluate_block_generic<T>(p, ws, M, z, P, pi, pj, r, u, n_rep, n_atoms, energy);
+}
+
+}  // namespace
+
+struct FastPaiNNPotential::Workspace {
+  Ws<float> f32;
+  Ws<double> f64;
+  std::vector<int> pi, pj;
+  std::vector<double> r, u, eblock;
+  std::vector<int64_t> zc;
+};
+
+FastPaiNNPotential::FastPaiNNPotential(std::shared_ptr<const FastPaiNNModel> model, std::vector<int64_t> z,
+                                       double cutoff_A, double skin_A, double length_unit_A, double energy_unit_eV,
+                                       double offset_eV, int n_threads, int block_atoms)
+    : model_(std::move(model)),
+      z_(std::move(z)),
+      length_unit_A_(length_unit_A),
+      energy_unit_eV_(energy_unit_eV),
+      offset_eV_(offset_eV),
+      n_threads_(n_threads),
+      block_atoms_(block_atoms),
+      nl_(cutoff_A, skin_A) {
+  if (!model_) throw std::invalid_argument("FastPaiNNPotential: model is null");
+  if (!(length_unit_A > 0.0) || !(energy_unit_eV > 0.0))
+    throw std::invalid_argument("FastPaiNNPotential: unit conversion factors must be positive");
+  set_n_threads(n_threads);
+  set_block_atoms(block_atoms);
+  const int max_z = model_->weights().max_z;
+  for (int64_t v : z_)
+    if (v < 0 || v >= max_z)
+      throw std::invalid_argument("FastPaiNNPotential: atomic number " + std::to_string(v) +
+                                  " is outside the model's embedding (0.." + std::to_string(max_z - 1) + ")");
+  if (cutoff_A < model_->weights().cutoff * length_unit_A * (1.0 - 1e-6))
+    throw std::invalid_argument("FastPaiNNPotential: cutoff_A is below the model's cutoff");
+}
+
+FastPaiNNPotential::~FastPaiNNPotential() = default;
+
+void FastPaiNNPotential::set_n_threads(int n) {
+  if (n < 0) throw std::invalid_argument("FastPaiNNPotential: n_threads must be >= 0");
+  n_threads_ = n;
+}
+
+void FastPaiNNPotential::set_block_atoms(int n) {
+  if (n < 1) throw std::invalid_argument("FastPaiNNPotential: block_atoms must be >= 1");
+  block_atoms_ = n;
+}
+
+void FastPaiNNPotential::compute(const double* x, int R, int N, double* e, double* f) {
+  if (static_cast<size_t>(N) != z_.size())
+    throw std::invalid_argument("FastPaiNNPotential: the model was set up for " + std::to_string(z_.size()) +
+                                " atoms, got " + std::to_string(N));
+  if (R <= 0 || N <= 0) return;
+  nl_.update(x, R, N);
+  const PairList& pl = nl_.half_pairs(x);  // i < j, ordered by replica
+  last_pairs_ = 2 * pl.size();
+  const size_t H = pl.size();
+  std::vector<size_t> start(R + 1, H);  // first half pair of each replica
+  start[0] = 0;
+  {
+    int rep = 0;
+    for (size_t q = 0; q < H; ++q) {
+      const int rq = static_cast<int>(pl.idx_i[q] / N);
+      while (rep < rq) start[++rep] = q;
+    }
+    while (rep < R) start[++rep] = H;
+  }
+#ifdef _OPENMP
+  const int nt = n_threads_ > 0 ? n_threads_ : omp_get_max_threads();
+#else
+  const int nt = 1;
+#endif
+  const int n_chunks = std::max(1, std::min(nt, R));
+  for (int c = static_cast<int>(ws_.size()); c < n_chunks; ++c) ws_.push_back(std::make_unique<Workspace>());
+  const double inv_len = 1.0 / length_unit_A_;
+  const double fscale = energy_unit_eV_ / length_unit_A_;
+  const FastPaiNNModel::Impl& impl = model_->impl();
+  const ZBLWeights& zbl = model_->weights().zbl;
+  const int per_block = std::max(1, block_atoms_ / N);  // replicas per block
+
+  auto run_block = [&](Workspace& w, int r0, int r1) {
+    const int M = (r1 - r0) * N;
+    const int64_t a0 = static_cast<int64_t>(r0) * N;
+    const size_t q0 = start[r0], q1 = start[r1];
+    const int P = static_cast<int>(q1 - q0);
+    w.pi.resize(P), w.pj.resize(P), w.r.resize(P), w.u.resize(3 * static_cast<size_t>(P));
+    for (int q = 0; q < P; ++q) {
+      const int64_t i = pl.idx_i[q0 + q], j = pl.idx_j[q0 + q];
+      w.pi[q] = static_cast<int>(i - a0);
+      w.pj[q] = static_cast<int>(j - a0);
+      const double dx = x[3 * j] - x[3 * i], dy = x[3 * j + 1] - x[3 * i + 1], dz = x[3 * j + 2] - x[3 * i + 2];
+      const double d = std::sqrt(dx * dx + dy * dy + dz * dz);
+      const double inv = d > 0 ? 1.0 / d : 0.0;
+      w.r[q] = d * inv_len;
+      w.u[3 * q] = dx * inv, w.u[3 * q + 1] = dy * inv, w.u[3 * q + 2] = dz * inv;
+    }
+    w.zc.resize(M);
+    for (int i = 0; i < M; ++i) w.zc[i] = z_[i % N];
+    w.eblock.assign(r1 - r0, 0.0);
+    const double* dedr;
+    const double* dedu;
+    if (impl.f32) {
+      w.f32.resize(*impl.f32, M, P);
+      evaluate_block<float>(*impl.f32, w.f32, M, w.zc.data(), P, w.pi.data(), w.pj.data(), w.r.data(), w.u.data(),
+                            r1 - r0, N, w.eblock.data());
+      dedr = w.f32.dedr.data(), dedu = w.f32.dedu.data();
+    } else {
+      w.f64.resize(*impl.f64, M, P);
+      evaluate_block<double>(*impl.f64, w.f64, M, w.zc.data(), P, w.pi.data(), w.pj.data(), w.r.data(), w.u.data(),
+                             r1 - r0, N, w.eblock.data());
+      dedr = w.f64.dedr.data(), dedu = w.f64.dedu.data();
+    }
+    for (int r = r0; r < r1; ++r) e[r] = w.eblock[r - r0] * energy_unit_eV_ + offset_eV_;
+    double* fc = f + 3 * a0;
+    std::fill(fc, fc + 3 * static_cast<size_t>(M), 0.0);
+    for (int q = 0; q < P; ++q) {
+      double gr = dedr[q];
+      if (zbl.enabled) {  // the repulsive prior, in double, on the same half pairs
+        double ez, dz;
+        zbl.pair(static_cast<int>(w.zc[w.pi[q]]), static_cast<int>(w.zc[w.pj[q]]), w.r[q], ez, dz);
+        e[r0 + w.pi[q] / N] += ez * energy_unit_eV_;
+        gr += dz;
+      }
+      // E(r, u), r = |x_j - x_i|, u = (x_j - x_i) / r: dE/dx_j = dE/dr u + (1 - u u^T) dE/du / r = -dE/dx_i
+      const double* uq = &w.u[3 * q];
+      const double* gu = dedu + 3 * static_cast<size_t>(q);
+      const double proj = gu[0] * uq[0] + gu[1] * uq[1] + gu[2] * uq[2];
+      const double inv_r = w.r[q] > 0 ? 1.0 / w.r[q] : 0.0;
+      for (int d = 0; d < 3; ++d) {
+        const double g = fscale * (gr * uq[d] + (gu[d] - proj * uq[d]) * inv_r);
+        fc[3 * w.pi[q] + d] += g;
+        fc[3 * w.pj[q] + d] -= g;
+      }
+    }
+  };
+  auto run_chunk = [&](int c) {
+    const int r0 = static_cast<int>(static_cast<int64_t>(R) * c / n_chunks);
+    const int r1 = static_cast<int>(static_cast<int64_t>(R) * (c + 1) / n_chunks);
+    for (int b = r0; b < r1; b += per_block) run_block(*ws_[c], b, std::min(r1, b + per_block));
+  };
+  if (n_chunks == 1) {
+    run_chunk(0);
+  } else {
+#pragma omp parallel for num_threads(n_chunks) schedule(static, 1)
+    for (int c = 0; c < n_chunks; ++c) run_chunk(c);
+  }
+}
+
+}  // namespace pymotor
