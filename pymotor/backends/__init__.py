@@ -30,10 +30,11 @@ __all__ = ["REGISTRY", "AUTO_ORDER", "load_model", "make_potential", "describe",
 REGISTRY = {
     "torchscript": "pymotor.backends.torchscript:TorchScriptModel",
     "fast": "pymotor.backends.fast_schnet:FastSchNetModel",
+    "fast-painn": "pymotor.backends.fast_painn:FastPaiNNModel",
 }
 #: ``backend="auto"``: tried in this order; CPU-only backends are skipped on a GPU device
-AUTO_ORDER = ("fast", "torchscript")
-CPU_ONLY = {"fast"}
+AUTO_ORDER = ("fast", "fast-painn", "torchscript")
+CPU_ONLY = {"fast", "fast-painn"}
 
 
 def backend_class(name: str):

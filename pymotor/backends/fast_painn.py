@@ -1,0 +1,303 @@
+"""A fast C++ evaluator for exported PaiNN models (``load_model(path, backend="fast-painn")``).
+
+The weights of a TorchScript file in SchNetPack's deployed format (``pymotor export`` or
+``spkdeploy``) are read here, the architecture is checked against SchNetPack 2.2's
+``NeuralNetworkPotential(PaiNN, Atomwise[, ScaleProperty][, ZBLRepulsionEnergy, Aggregation], Forces)``
+(shared or separate filters and interactions; the optional ZBL prior of ``pymotor train --prior zbl``
+is read as the fast SchNet reads it and evaluated per pair in double precision), and everything
+is handed to ``pymotor._core.FastPaiNNModel``, which
+
+* tabulates the filters of all interactions, W(r) = filter_net(rbf(r)) * fcut(r) (the scalar,
+  r-direction and vector parts, 3 x n_atom_basis per interaction) and dW/dr once, as cubic Hermite
+  polynomials on a uniform grid over [0, cutoff] refined until the relative interpolation error is
+  below ``tolerance`` (:attr:`FastPaiNNModel.table_info`);
+* evaluates energy and forces with the message and update (mixing) blocks fused over a half
+  Verlet list and a hand-written backward pass of the equivariant messages and of the mixing's
+  vector norm, in float32 (default, as the TorchScript model) or float64, for one molecule or a
+  batch of replicas (OpenMP threads over replicas, blocks of replicas sized for the caches).
+
+AddOffsets postprocessors kept in a file by ``spkdeploy`` are applied as a float64 constant.
+Anything else (SchNet, custom modules, electronic embeddings, other radial bases or cutoffs,
+learnable activations, other postprocessors) raises :class:`UnsupportedModelError` naming what is
+not supported; ``backend="auto"`` then falls back to TorchScript. At load time the fast evaluator
+is compared with the TorchScript model on a small test molecule (``check=True``).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import _core
+from ..modelfile import ModelFile
+from .base import DEFAULT_SKIN_A, NNModel, UnsupportedModelError
+from .fast_schnet import _children, _dense, _name, _postprocessor_offset, _test_molecule, _zbl
+from .torchscript import TorchScriptModel
+
+__all__ = ["FastPaiNNModel", "UnsupportedModelError", "read_painn_weights"]
+
+
+def _float(t) -> float:
+    return float(t.detach().double().numpy().ravel()[0])
+
+
+def _postprocessors(module) -> list:
+    """AddOffsets on the energy (as spkdeploy keeps them) -> constants; anything else is refused."""
+    offsets = []
+    if not bool(getattr(module, "do_postprocessing", True)):
+        return offsets
+    for pp in _children(module.postprocessors):
+        if _name(pp) != "AddOffsets" or getattr(pp, "_property", None) != "energy":
+            post = [_name(c) for c in _children(module.postprocessors)]
+            raise UnsupportedModelError(f"postprocessors {post} inside the model file are not supported by the "
+                                        "fast PaiNN backend (only AddOffsets on the energy)")
+        offsets.append({"add_mean": bool(pp.add_mean), "add_atomrefs": bool(pp.add_atomrefs),
+                        "is_extensive": bool(pp.is_extensive), "mean": _float(pp.mean),
+                        "atomref": pp.atomref.detach().double().numpy().ravel().copy()})
+    return offsets
+
+
+def _outputs(module) -> dict:
+    """Atomwise(sum) [-> ScaleProperty] [-> ZBLRepulsionEnergy -> Aggregation] -> Forces."""
+    outs = _children(module.output_modules)
+    names = [_name(c) for c in outs]
+    zbl = None
+    if names[-3:-1] == ["ZBLRepulsionEnergy", "Aggregation"]:
+        zbl = _zbl(outs[-3], outs[-2])
+        outs, names = outs[:-3] + outs[-1:], names[:-3] + names[-1:]
+    if names not in (["Atomwise", "Forces"], ["Atomwise", "ScaleProperty", "Forces"]):
+        raise UnsupportedModelError(f"output modules {names} are not supported (expected Atomwise, optionally "
+                                    "ScaleProperty, optionally ZBLRepulsionEnergy + Aggregation, then Forces)")
+    aw = outs[0]
+    if aw.output_key != "energy" or aw.aggregation_mode != "sum":
+        raise UnsupportedModelError(f"Atomwise output {aw.output_key!r} with aggregation {aw.aggregation_mode!r} is "
+                                    "not supported (energy, sum)")
+    readout = [_dense(c, f"output_modules.0.outnet.{i}") for i, c in enumerate(_children(aw.outnet))]
+    if not readout or readout[-1]["weight"].shape[0] != 1:
+        raise UnsupportedModelError("the Atomwise network must end in one output per atom")
+    scale = 1.0
+    if names[1] == "ScaleProperty":
+        sp = outs[1]
+        if sp.input_key != "energy" or sp.output_key != "energy":
+            raise UnsupportedModelError("ScaleProperty must scale 'energy' in place")
+        s = sp.scale.detach().double().numpy().ravel()
+        if s.size != 1:
+            raise UnsupportedModelError("ScaleProperty must hold one scale factor")
+        scale = float(s[0])
+    forces = outs[-1]
+    if (getattr(forces, "energy_key", None) != "energy" or getattr(forces, "force_key", None) != "forces"
+            or bool(getattr(forces, "calc_stress", False))):
+        raise UnsupportedModelError("the Forces module must compute 'forces' from 'energy' without stress")
+    return {"readout": readout, "energy_scale": scale, "zbl": zbl}
+
+
+def _linear(d: dict, where: str) -> dict:
+    if d["activation"] != "none":
+        raise UnsupportedModelError(f"{where} has activation {d['activation']}; PaiNN's is linear")
+    return d
+
+
+def read_painn_weights(module) -> dict:
+    """The weights of a scripted SchNetPack PaiNN energy model as numpy arrays (model units).
+
+    ``module`` is a loaded TorchScript module (``torch.jit.load``). Raises
+    :class:`UnsupportedModelError` naming the unsupported part for anything but
+    NeuralNetworkPotential(PairwiseDistances -> PaiNN(nn.Embedding, GaussianRBF, CosineCutoff,
+    shared or separate filters/interactions, no electronic embeddings) -> Atomwise(sum)
+    [-> ScaleProperty] [-> ZBLRepulsionEnergy -> Aggregation] -> Forces).
+    """
+    root = _name(module)
+    if root != "NeuralNetworkPotential":
+        raise UnsupportedModelError(f"the model is a {root}, not a SchNetPack NeuralNetworkPotential; the fast "
+                                    "PaiNN backend evaluates SchNetPack PaiNN models only")
+    rep = module.representation
+    if _name(rep) != "PaiNN":
+        raise UnsupportedModelError(f"representation {_name(rep)} is not supported by the fast PaiNN backend "
+                                    "(PaiNN only)")
+    inputs = [_name(c) for c in _children(module.input_modules)]
+    if inputs != ["PairwiseDistances"]:
+        raise UnsupportedModelError(f"input modules {inputs} are not supported (expected ['PairwiseDistances'])")
+    offsets = _postprocessors(module)
+    if _name(rep.radial_basis) != "GaussianRBF":
+        raise UnsupportedModelError(f"radial basis {_name(rep.radial_basis)} is not supported (GaussianRBF only)")
+    if _name(rep.cutoff_fn) != "CosineCutoff":
+        raise UnsupportedModelError(f"cutoff function {_name(rep.cutoff_fn)} is not supported (CosineCutoff only)")
+    if _name(rep.embedding) != "Embedding":
+        raise UnsupportedModelError(f"nuclear embedding {_name(rep.embedding)} is not supported (nn.Embedding only)")
+    if _children(rep.electronic_embeddings):
+        raise UnsupportedModelError("electronic (charge/spin) embeddings are not supported by the fast PaiNN backend")
+
+    F = int(rep.n_atom_basis)
+    n_int = int(rep.n_interactions)
+    blocks, eps = [], []
+    for k in range(n_int):  # shared interactions appear as repeated entries
+        if not (hasattr(rep.interactions, str(k)) and hasattr(rep.mixing, str(k))):
+            raise UnsupportedModelError(f"PaiNN with n_interactions={n_int} lacks interaction/mixing block {k}")
+        it, mx = getattr(rep.interactions, str(k)), getattr(rep.mixing, str(k))
+        where = f"representation.interactions.{k}"
+        if _name(it) != "PaiNNInteraction" or _name(mx) != "PaiNNMixing":
+            raise UnsupportedModelError(f"block {k} is {_name(it)} + {_name(mx)}, not PaiNNInteraction + PaiNNMixing")
+        ctx, intra = _children(it.interatomic_context_net), _children(mx.intraatomic_context_net)
+        if len(ctx) != 2 or len(intra) != 2:
+            raise UnsupportedModelError(f"block {k}: the context networks must have two Dense layers each")
+        mwhere = f"representation.mixing.{k}"
+        blocks.append({
+            "context1": _dense(ctx[0], f"{where}.interatomic_context_net.0"),
+            "context2": _linear(_dense(ctx[1], f"{where}.interatomic_context_net.1"),
+                                f"{where}.interatomic_context_net.1"),
+            "mu_mix": _linear(_dense(mx.mu_channel_mix, f"{mwhere}.mu_channel_mix"), f"{mwhere}.mu_channel_mix"),
+            "intra1": _dense(intra[0], f"{mwhere}.intraatomic_context_net.0"),
+            "intra2": _linear(_dense(intra[1], f"{mwhere}.intraatomic_context_net.1"),
+                              f"{mwhere}.intraatomic_context_net.1"),
+        })
+        if blocks[-1]["mu_mix"]["bias"] is not None:
+            raise UnsupportedModelError(f"{mwhere}.mu_channel_mix has a bias; PaiNN's has none (a bias would break "
+                                        "the rotational equivariance)")
+        eps.append(float(mx.epsilon))
+    if not blocks:
+        raise UnsupportedModelError("the PaiNN has no interaction blocks")
+    if len(set(eps)) != 1:
+        raise UnsupportedModelError(f"the mixing blocks use different norm epsilons {eps}; the fast PaiNN backend "
+                                    "supports one")
+    shared = bool(rep.share_filters)
+    filt = _linear(_dense(rep.filter_net, "representation.filter_net"), "representation.filter_net")
+    width = (1 if shared else n_int) * 3 * F
+    if filt["weight"].shape[0] != width:
+        raise UnsupportedModelError(f"representation.filter_net has {filt['weight'].shape[0]} outputs, expected "
+                                    f"{width} (share_filters={shared}, {n_int} interactions x 3 x {F})")
+    return {
+        "cutoff": _float(rep.cutoff_fn.cutoff),
+        "epsilon": eps[0],
+        "rbf_offsets": rep.radial_basis.offsets.detach().double().numpy().copy(),
+        "rbf_widths": rep.radial_basis.widths.detach().double().numpy().copy(),
+        "embedding": rep.embedding.weight.detach().double().numpy().copy(),
+        "filter": filt,
+        "shared_filters": shared,
+        "blocks": blocks,
+        "postprocessor_offsets": offsets,
+        **_outputs(module),
+    }
+
+
+class FastPaiNNModel(NNModel):
+    """An exported PaiNN evaluated by pymotor's C++ PaiNN kernels.
+
+    Parameters
+    ----------
+    path, energy_unit, length_unit
+        As for :func:`pymotor.load_model` (or a :class:`~pymotor.modelfile.ModelFile`).
+    dtype
+        ``"float32"`` (default; the precision of the TorchScript model) or ``"float64"``.
+    n_intervals
+        Filter-table intervals over [0, cutoff]; 0 (default) refines the grid until the relative
+        interpolation error of the filters is below ``tolerance`` (and of dW/dr below 10x it).
+    n_threads
+        OpenMP threads over replicas; 1 (default) or 0 to follow the OpenMP setting.
+    block_atoms
+        Replicas are evaluated in blocks of at most this many atoms (at least one replica), so that
+        the intermediate arrays of a block stay in the caches.
+    check
+        Compare with the TorchScript model on a small test molecule at load time.
+    """
+
+    backend = "fast-painn"
+
+    def __init__(self, path: str | os.PathLike | ModelFile, energy_unit: str | None = None,
+                 length_unit: str | None = None, device: str | None = None, dtype: str = "float32",
+                 n_intervals: int = 0, tolerance: float = 1e-7, n_threads: int = 1, block_atoms: int = 256,
+                 check: bool = True):
+        if device not in (None, "cpu"):
+            raise ValueError(f"`device`: the fast PaiNN backend runs on the CPU only, got {device!r}")
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"`dtype` must be 'float32' or 'float64', got {dtype!r}")
+        if int(n_intervals) < 0:
+            raise ValueError(f"`n_intervals` must be >= 0, got {n_intervals}")
+        if not tolerance > 0:
+            raise ValueError(f"`tolerance` must be positive, got {tolerance}")
+        if int(n_threads) < 0:
+            raise ValueError(f"`n_threads` must be >= 0, got {n_threads}")
+        if int(block_atoms) < 1:
+            raise ValueError(f"`block_atoms` must be >= 1, got {block_atoms}")
+        super().__init__(path if isinstance(path, ModelFile) else ModelFile(path, energy_unit, length_unit))
+        self.device = "cpu"
+        self._reference: TorchScriptModel | None = None
+        import torch
+
+        try:
+            module = torch.jit.load(str(self.path), map_location="cpu")
+        except RuntimeError as exc:
+            raise ValueError(f"`path`: {self.path} is not a loadable TorchScript model ({exc})") from exc
+        self.weights: dict[str, Any] = read_painn_weights(module)
+        if abs(self.weights["cutoff"] * self.length_unit_A - self.cutoff_A) > 1e-6 * self.cutoff_A:
+            raise UnsupportedModelError(
+                f"the model's cosine cutoff ({self.weights['cutoff']}) differs from the file's stated cutoff "
+                f"({self.cutoff_A / self.length_unit_A})")
+        self.dtype = dtype
+        self.n_threads = int(n_threads)
+        self.block_atoms = int(block_atoms)
+        self._fast = _core.FastPaiNNModel(self.weights, dtype, int(n_intervals), float(tolerance))
+        self.check_report: dict | None = None
+        if check:
+            self._check_against_torchscript()
+
+    @property
+    def table_info(self) -> dict:
+        """Filter-table grid: ``n_intervals``, ``spacing`` (model length unit) and the measured
+        maximum relative interpolation errors of W and dW/dr."""
+        return self._fast.table_info
+
+    def potential(self, atomic_numbers: Sequence[int], skin_A: float = DEFAULT_SKIN_A):
+        """A C++ potential of this model for molecules with these atomic numbers."""
+        z = [int(v) for v in atomic_numbers]
+        self.check_elements(z)
+        offset = self.energy_offset_eV(z) + _postprocessor_offset(self.weights["postprocessor_offsets"], z) \
+            * self.energy_unit_eV
+        return _core.FastPaiNNPotential(self._fast, z, self.cutoff_A, skin_A, self.length_unit_A,
+                                        self.energy_unit_eV, offset, self.n_threads, self.block_atoms)
+
+    @property
+    def reference(self) -> TorchScriptModel:
+        """The TorchScript evaluator of the same file (the reference this backend reproduces)."""
+        if self._reference is None:
+            self._reference = TorchScriptModel(self.file, device="cpu")
+        return self._reference
+
+    def torchscript_potential(self, atomic_numbers: Sequence[int], skin_A: float = DEFAULT_SKIN_A):
+        """The TorchScript potential of the same file (the reference this backend reproduces)."""
+        return self.reference.potential(atomic_numbers, skin_A)
+
+    def describe(self) -> dict:
+        return dict(super().describe(), dtype=self.dtype, architecture="painn")
+
+    def _check_against_torchscript(self) -> None:
+        pos, numbers = _test_molecule(self.elements)
+        geometries = [pos]
+        zbl = self.weights.get("zbl")
+        if zbl is not None:  # one pair inside the prior's range, where the repulsion is switched on
+            r = 0.5 * (zbl.get("r_on", 0.0) + zbl["r_off"]) if zbl["switch"] != "none" else 0.7
+            close = pos.copy()
+            u = (pos[1] - pos[0]) / np.linalg.norm(pos[1] - pos[0])
+            close[1] = pos[0] + r * self.length_unit_A * u
+            geometries.append(close)
+        de = df = 0.0
+        ok = True
+        for g in geometries:
+            e_ts, f_ts = self.torchscript_potential(numbers).compute(g[None])
+            e_fa, f_fa = self.potential(numbers).compute(g[None])
+            de_g, df_g = abs(float(e_ts[0] - e_fa[0])), float(np.abs(f_ts - f_fa).max())
+            de, df = max(de, de_g), max(df, df_g)
+            # the TorchScript model adds in-file offsets in float32: allow for their rounding
+            e_tol = 1e-4 + 1e-5 * abs(float(e_ts[0] - self.energy_offset_eV(numbers)))
+            f_tol = 1e-3 + 1e-4 * float(np.abs(f_ts).max())
+            ok = ok and de_g <= e_tol and df_g <= f_tol
+        self.check_report = {"max_abs_dE_eV": de, "max_abs_dF_eV_per_A": df, "n_geometries": len(geometries)}
+        if not ok:
+            raise UnsupportedModelError(
+                f"the fast PaiNN evaluator disagrees with the TorchScript model of {self.path.name} on a test "
+                f"molecule (|dE| = {de:.3g} eV, max |dF| = {df:.3g} eV/A): the file holds a PaiNN variant the "
+                "fast PaiNN backend does not reproduce; use backend='torchscript'")
+
+    def __repr__(self) -> str:
+        return (f"FastPaiNNModel({str(self.path)!r}, cutoff_A={self.cutoff_A:g}, energy_unit={self.energy_unit!r}, "
+                f"dtype={self.dtype!r}, n_intervals={self.table_info['n_intervals']})")
