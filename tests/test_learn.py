@@ -37,7 +37,7 @@ LABEL_RUN = dict(temperature_K=700.0, steps=240, check_every=3, segment_steps=24
                  on_bond_change="ignore", progress=False)
 #: the settings of the retraining runs (uninterrupted and killed: they must agree)
 RETRAIN_RUN = dict(temperature_K=700.0, steps=120, check_every=2, segment_steps=60, interval=2, retrain_every=8,
-                   retrain_epochs=3, retrain_lr=1e-3, replay_frames=100, on_bond_change="ignore")
+                   retrain_epochs=6, retrain_lr=1e-3, replay_frames=50, on_bond_change="ignore")
 
 
 def _xtb_database(path, temperature_K, steps, seed):
