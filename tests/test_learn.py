@@ -43,16 +43,16 @@ RETRAIN_RUN = dict(temperature_K=700.0, steps=120, check_every=2, segment_steps=
 def _xtb_database(path, temperature_K, steps, seed):
     """A GFN2-xTB NVT trajectory of ethanol as a pymotor reference database (kcal/mol, atom
     references) with a random split."""
-    from pymotor.data.generate import _save_split, isolated_atom_energies, make_split, write_database
+    from pymotor.data.generate import isolated_atom_energies, make_split, write_database
     from pymotor.data.xtb import make_calculator
+    from pymotor.learn.retrain import write_split
 
     atoms = molecule("CH3CH2OH")
     traj = pymotor.run_md(make_calculator("tblite"), atoms, steps=steps, timestep_fs=0.5,
                           temperature_K=temperature_K, seed=seed)
     write_database(path, traj, energy_unit="kcal/mol", atomrefs_eV=isolated_atom_energies(atoms.numbers),
                    metadata={"method": "GFN2-xTB"}, name=Path(path).stem)
-    _save_split(Path(path).with_name(Path(path).stem + "_split.npz"), make_split(len(traj), "random", seed=0),
-                len(traj), "random", Path(path))
+    write_split(Path(path).with_name(Path(path).stem + "_split.npz"), make_split(len(traj), "random", seed=0), path)
     return str(path)
 
 
@@ -203,7 +203,7 @@ def test_threshold_zero_labels_every_checked_frame_of_every_replica(members, tmp
     j = Journal(tmp_path / "all" / "journal.jsonl", read_only=True)
     assert sorted((e["step"], e["replica"]) for e in j.labels()) == [(s, r) for s in (0, 10, 20) for r in (0, 1)]
     assert res.xtb_calls == 6 and res.report["fraction_steps_on_xtb"] == pytest.approx(6 / 40)
-    t0, t1 = pymotor.read_trajectory(tmp_path / "all" / "md_0.h5"), pymotor.read_trajectory(tmp_path / "all" / "md_1.h5")
+    t0, t1 = (pymotor.read_trajectory(tmp_path / "all" / f"md_{r}.h5") for r in (0, 1))
     assert not np.allclose(t0.positions[-1], t1.positions[-1])  # replicas of their own
 
 

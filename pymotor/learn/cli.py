@@ -70,6 +70,7 @@ def _quantile(text: str) -> float:
 
 
 def register(subparsers) -> None:
+    from ..backends import REGISTRY
     from .loop import DEFAULTS as D
 
     p = subparsers.add_parser(
@@ -82,7 +83,8 @@ def register(subparsers) -> None:
                     "losing a label or repeating an xTB call. Options not given take their defaults, or on "
                     "resume the stored values. docs/learning.md.")
     p.add_argument("--committee", nargs="+", default=None, metavar="MODEL",
-                   help="the committee: several model files, 'a.pt,b.pt', a folder of *.pt, or a shipped committee name")
+                   help="the committee: several model files, 'a.pt,b.pt', a folder of *.pt, "
+                        "or a shipped committee name")
     p.add_argument("--out", required=True, help="run folder (resumable)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--xyz", help="start geometry (default: CPNX's GFN2-xTB minimum)")
@@ -91,7 +93,8 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=_int_at_least(1), default=None,
                    help=f"total MD steps (default {D['steps']}; a larger value continues a finished run)")
     p.add_argument("--timestep-fs", type=_positive, default=None, help=f"default {D['timestep_fs']}")
-    p.add_argument("--tdamp-fs", type=_positive, default=None, help=f"thermostat time constant (default {D['tdamp_fs']:g})")
+    p.add_argument("--tdamp-fs", type=_positive, default=None,
+                   help=f"thermostat time constant (default {D['tdamp_fs']:g})")
     p.add_argument("--replicas", type=_int_at_least(1), default=None,
                    help=f"independent replicas, one batched committee call per step (default {D['replicas']})")
     p.add_argument("--seed", type=_int_at_least(0), default=None, help="seed of the start velocities (default 0)")
@@ -101,7 +104,8 @@ def register(subparsers) -> None:
                         "frames")
     p.add_argument("--threshold-quantile", type=_quantile, default=None, help=f"default {D['threshold_quantile']}")
     p.add_argument("--calibration-db", nargs="+", default=None, metavar="DB",
-                   help="databases whose validation frames calibrate --threshold auto (default: the members' training data)")
+                   help="databases whose validation frames calibrate --threshold auto "
+                        "(default: the members' training data)")
     p.add_argument("--check-every", type=_int_at_least(1), default=None, help=f"steps (default {D['check_every']})")
     p.add_argument("--retrain-every", type=_int_at_least(2), default=None,
                    help=f"fine-tune after this many new labels (default {D['retrain_every']})")
@@ -121,7 +125,8 @@ def register(subparsers) -> None:
     p.add_argument("--interval", type=_int_at_least(1), default=None, help=f"trajectory frames every N steps "
                                                                           f"(default {D['interval']})")
     p.add_argument("--xtb-backend", choices=["tblite", "xtb-python"], default=None, help="default tblite")
-    p.add_argument("--backend", choices=["auto", "torchscript", "fast"], default=None, help="model evaluator")
+    p.add_argument("--backend", choices=["auto", *sorted(REGISTRY)], default=None,
+                   help="model evaluator (default auto: the fastest that supports each member)")
     p.add_argument("--train-threads", type=_int_at_least(1), default=None, help="torch threads for fine-tuning")
     p.add_argument("--resume", action="store_true",
                    help="resume the run in --out with its stored options (an error if there is none)")

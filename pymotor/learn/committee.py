@@ -169,7 +169,8 @@ class Committee:
         """The committee mean as a C++ potential (``pymotor.run_md(committee.potential(z), ...)``)."""
         from .. import _core
 
-        return _core.CallbackPotential(self.evaluator(atomic_numbers), f"committee of {len(self)} ({self.sha256()[:12]})")
+        return _core.CallbackPotential(self.evaluator(atomic_numbers),
+                                       f"committee of {len(self)} ({self.sha256()[:12]})")
 
     def evaluate_frames(self, positions, atomic_numbers, batch: int = _BATCH) -> CommitteePrediction:
         """Like :meth:`evaluate` for many frames (F, N, 3), in batches of ``batch`` replicas."""

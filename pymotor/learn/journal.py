@@ -50,7 +50,8 @@ class Journal:
                 try:
                     e = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise ValueError(f"{self.path}: line {k + 1} is not valid JSON ({exc}); the journal is damaged") from None
+                    raise ValueError(f"{self.path}: line {k + 1} is not valid JSON ({exc}); "
+                                     "the journal is damaged") from None
                 self._add(e)
         self._fh = None
 

@@ -134,7 +134,8 @@ class OnTheFlyPotential:
         self.seconds_committee = 0.0
         self.steps_evaluated = 0
         self.name = (f"pymotor.learn on-the-fly: committee round {self.round} (sha256 {committee.sha256()[:16]}); "
-                     f"GFN2-xTB when the max force std > {self.threshold!r} eV/A, checked every {self.check_every} steps")
+                     f"GFN2-xTB when the max force std > {self.threshold!r} eV/A, "
+                     f"checked every {self.check_every} steps")
 
     def start(self, step: int) -> None:
         self.next_step = int(step)

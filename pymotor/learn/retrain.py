@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["run_dir_from_model", "write_labels_db", "replay_stride", "fine_tune", "labels_split"]
+__all__ = ["run_dir_from_model", "write_labels_db", "write_split", "replay_stride", "fine_tune", "labels_split"]
 
 
 def run_dir_from_model(model_path: str | os.PathLike, out: str | os.PathLike) -> Path:
@@ -105,7 +105,7 @@ def write_labels_db(labels: list[dict], path: str | os.PathLike, *, energy_unit:
     ``<stem>_split.npz`` (:func:`labels_split`) beside it when ``split``."""
     from ase.db import connect
 
-    from ..data.generate import _save_split, write_database
+    from ..data.generate import write_database
     from ..trajectory import Trajectory
     from .journal import Journal
 
@@ -131,8 +131,22 @@ def write_labels_db(labels: list[dict], path: str | os.PathLike, *, energy_unit:
                         max_force_std=float(e["std"]))
     os.replace(tmp, path)
     if split:
-        s = labels_split(n)
-        _save_split(path.with_name(path.stem + "_split.npz"), s, n, "every 5th frame validation", path)
+        write_split(path.with_name(path.stem + "_split.npz"), labels_split(n), path)
+    return path
+
+
+def write_split(path: str | os.PathLike, split: dict, db_path: str | os.PathLike) -> Path:
+    """A split file as training reads it (``train_idx``, ``val_idx``, ``test_idx``, ``n_frames``,
+    ``db_sha256``), written to a temporary file and moved into place."""
+    from ..train.data import sha256_file
+
+    path = Path(path)
+    n = sum(len(v) for v in split.values())
+    tmp = path.with_name(path.name + ".tmp.npz")
+    idx = {f"{k}_idx": np.asarray(split[k], dtype=np.int64) for k in ("train", "val", "test")}
+    np.savez(tmp, **idx, n_frames=np.int64(n),
+             db_sha256=np.array(sha256_file(db_path)))
+    os.replace(tmp, path)
     return path
 
 
@@ -165,7 +179,8 @@ def fine_tune(init_run: str | os.PathLike, replay: Sequence, labels_db: str | os
     shutil.rmtree(out, ignore_errors=True)
     dbs = [str(d) for d in replay] + [str(labels_db)]
     res = train(dbs, out, model=c["model"], energy_unit=c["energy_unit"], epochs=int(epochs),
-                batch_size=int(c.get("batch_size", 16)), seed=int(seed), loss_weights=tuple(c.get("loss_weights", (0.01, 0.99))),
+                batch_size=int(c.get("batch_size", 16)), seed=int(seed),
+                loss_weights=tuple(c.get("loss_weights", (0.01, 0.99))),
                 weighting=c.get("weighting", "fixed"), init_from=str(init_run), device="cpu", progress=False,
                 num_threads=num_threads, hyperparameters=hp, stride=[int(stride)] * len(replay) + [1])
     export(out, model_out, card=True, check=True, metrics=False, name=name)
