@@ -394,6 +394,8 @@ def test_bad_options_name_themselves(members, tmp_path, option, value, match):
 def test_bad_committee_resume_and_changed_settings(members, label_run, tmp_path):
     with pytest.raises(ValueError, match="at least 2 models"):
         on_the_fly(members["paths"][:1], molecule("CH3CH2OH"), tmp_path / "one", progress=False)
+    with pytest.raises(ValueError, match="same model file"):
+        on_the_fly(members["paths"][:1] * 2, molecule("CH3CH2OH"), tmp_path / "twice", progress=False)
     with pytest.raises(FileNotFoundError, match="`committee`"):
         on_the_fly([members["paths"][0], str(tmp_path / "missing.pt")], molecule("CH3CH2OH"), tmp_path / "m")
     with pytest.raises(FileNotFoundError, match="`resume`"):

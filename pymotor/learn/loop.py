@@ -333,7 +333,8 @@ def on_the_fly(committee=None, atoms=None, out: str | os.PathLike = "learn", *, 
     committee
         The committee: model files (a list, ``"a.pt,b.pt"``, a folder of ``*.pt`` or a shipped
         committee name, see :func:`~pymotor.learn.committee.resolve_committee`) or a
-        :class:`~pymotor.learn.committee.Committee`. Not needed to resume.
+        :class:`~pymotor.learn.committee.Committee` (its files define it: the members are loaded
+        from them with ``backend``, also on resume). Not needed to resume.
     atoms
         Start geometry (``ase.Atoms``); default CPNX (:func:`pymotor.data.cpnx`). Start velocities
         are drawn at ``temperature_K`` with ``seed`` (one draw per replica).
@@ -427,6 +428,10 @@ def on_the_fly(committee=None, atoms=None, out: str | os.PathLike = "learn", *, 
         validate_atoms(atoms)
         for m in com0.models:
             m.check_elements(atoms.numbers)
+        shas = [m.file.sha256() for m in com0.models]
+        if len(set(shas)) < len(shas):
+            raise ValueError(f"`committee` lists the same model file more than once "
+                             f"({', '.join(str(p) for p in com0.paths)}): its force spread would be zero")
         state = {"format": STATE_FORMAT, "created": _now(), "settings": settings,
                  "committee": {"paths": [str(p.resolve()) for p in com0.paths],
                                "sha256": [m.file.sha256() for m in com0.models]},

@@ -98,8 +98,9 @@ def build_report(out: str | os.PathLike, n_bins: int = 40) -> dict:
             "seconds_per_xtb_call": per_call,
             "seconds_per_committee_call": com_s / com_n if com_n else None,
             "pure_xtb_md_seconds_estimate": per_call * R * steps_done if per_call else None,
-            "note": "pure GFN2-xTB MD estimated as (seconds per xTB call) x replicas x steps; "
-                    "sessions: " + str(len(sessions)),
+            "note": "pure GFN2-xTB MD estimated as (seconds per xTB call) x replicas x steps, an upper "
+                    "estimate: each label's SCF starts from scratch, xTB MD reuses the previous wavefunction "
+                    "(~1.6x faster per step for CPNX); sessions: " + str(len(sessions)),
         },
         "sessions": sessions,
     }
