@@ -17,14 +17,11 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from .units import EV_IN_KJ_PER_MOL, FS_IN_ASE_TIME, KB_EV_PER_K
+from .units import FS_IN_ASE_TIME, kinetic_temperature_K
 
-_PARTICLES = "particles/trajectory"
-_VECTORS = {"positions": ("position", "Angstrom", 1.0),
-            "velocities": ("velocity", "Angstrom fs-1", 1.0),
-            "forces": ("force", "kJ mol-1 Angstrom-1", EV_IN_KJ_PER_MOL)}
-_SCALARS = {"potential_energy": "eV", "kinetic_energy": "eV", "conserved_energy": "eV",
-            "temperature": "K"}
+from .h5md import PARTICLES as _PARTICLES  # noqa: E402  (the schema: pymotor/h5md.py)
+from .h5md import SCALARS as _SCALARS  # noqa: E402
+from .h5md import VECTORS as _VECTORS  # noqa: E402
 
 
 @dataclass
@@ -48,7 +45,7 @@ class Trajectory:
     @property
     def temperature(self) -> np.ndarray:
         """Kinetic temperature 2 E_kin / (n_dof k_B) in K."""
-        return 2.0 * self.kinetic_energy / (self.n_dof * KB_EV_PER_K)
+        return kinetic_temperature_K(self.kinetic_energy, self.n_dof)
 
     @property
     def total_energy(self) -> np.ndarray:
@@ -255,7 +252,7 @@ class H5MDWriter:
         ke = frames["kinetic_energy"][:, replica]
         values = {"potential_energy": frames["potential_energy"][:, replica], "kinetic_energy": ke,
                   "conserved_energy": frames["conserved_energy"][:, replica],
-                  "temperature": 2.0 * ke / (self.n_dof * KB_EV_PER_K)}
+                  "temperature": kinetic_temperature_K(ke, self.n_dof)}
         for name, v in values.items():
             g = self.f["observables"][name]
             self._extend(g["step"], frames["step"])

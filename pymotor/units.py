@@ -61,3 +61,28 @@ def length_unit_in_A(unit: str, argument: str = "length_unit") -> float:
 def kinetic_temperature_K(kinetic_energy_eV, n_dof: float):
     """Instantaneous temperature 2 E_kin / (n_dof k_B) in K."""
     return 2.0 * kinetic_energy_eV / (n_dof * KB_EV_PER_K)
+
+
+#: energy units a model can be trained in (canonical spellings)
+TRAINING_ENERGY_UNITS = ("kcal/mol", "eV", "Hartree")
+_SPELLINGS = {"kcal mol-1": "kcal/mol", "kcal/mol": "kcal/mol", "ev": "eV", "hartree": "Hartree", "ha": "Hartree",
+              "kj/mol": "kJ/mol", "mev": "meV"}
+
+
+def canonical_energy_unit(unit: str, allowed=tuple(ENERGY_UNITS_EV), argument: str = "energy_unit") -> str:
+    """The canonical spelling of an energy unit (case-insensitive: ``"ev"`` -> ``"eV"``),
+    checked against ``allowed``."""
+    key = str(unit).strip()
+    name = _SPELLINGS.get(key.lower(), key)
+    if name not in allowed:
+        raise ValueError(f"`{argument}` must be one of {', '.join(repr(a) for a in allowed)}, got {unit!r}")
+    return name
+
+
+def unit_conversion(from_unit: str, to_unit: str) -> float:
+    """Factor converting a quantity from one unit expression to another (e.g. ``"eV"`` to
+    ``"kcal/mol"``, ``"Hartree/Bohr"`` to ``"kcal/mol/Ang"``), with SchNetPack's unit parser and
+    ASE's constants -- the parser that converts the databases, so models, data and metrics agree."""
+    from schnetpack.units import convert_units
+
+    return float(convert_units(from_unit, to_unit))

@@ -90,8 +90,17 @@ def test_compare_writes_report_with_all_figures_and_finite_numbers(runs, tmp_pat
     assert roll["window_100_steps"]["n_windows"] == 560 - 100 + 1
     assert any("1000 steps" in n and "skipped" in n for n in summary["notes"])
     assert summary["inputs"]["n_common_frames"] == 560
-    for key in ("rmsf", "power_spectrum"):
-        assert -1.0 <= summary[key]["pearson_r"] <= 1.0
+    # RMSF: the report's per-atom values and r are those of pymotor.analysis.rmsf (mass-weighted
+    # alignment; itself checked against MDAnalysis in test_analysis.py) on each whole run
+    from pymotor.analysis import rmsf
+
+    atoms, pos_ref, *_ = synthetic_run(600, 1)
+    _, pos_cand, *_ = synthetic_run(560, 2, 1.03)
+    f_ref, f_cand = rmsf(pos_ref, atoms.get_masses()), rmsf(pos_cand, atoms.get_masses())
+    np.testing.assert_allclose(summary["rmsf"]["xTB"]["per_atom_A"], f_ref, rtol=1e-9)
+    np.testing.assert_allclose(summary["rmsf"]["NN"]["per_atom_A"], f_cand, rtol=1e-9)
+    assert abs(summary["rmsf"]["pearson_r"] - np.corrcoef(f_ref, f_cand)[0, 1]) < 1e-9
+    assert math.isfinite(summary["power_spectrum"]["pearson_r"])
     assert 0.0 < summary["distances"]["jensen_shannon_distance"] < 1.0
     assert summary["distances"]["wasserstein_distance_A"] > 0.0
     assert summary["radius_of_gyration"]["wasserstein_distance_A"] > 0.0

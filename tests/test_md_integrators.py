@@ -60,13 +60,6 @@ def test_nve_energy_conservation_schnet_like_model_10000_steps(tiny_model_path, 
     assert np.abs(t.positions[-1] - t.positions[0]).max() > 0.1
 
 
-def _reverse(t_fwd, model, atoms, steps, dt, thermostat, **kw):
-    back = atoms.copy()
-    back.positions = t_fwd.positions[-1]
-    back.set_velocities(t_fwd.velocities[-1] / units.fs)
-    return back
-
-
 @pytest.mark.parametrize("thermostat", [None, "nose-hoover"])
 def test_time_reversibility(thermostat):
     """n steps at dt, then n steps at -dt from the end state, return to the start."""

@@ -464,7 +464,15 @@ def test_cli_train_evaluate_export(dbs, tmp_path, capsys):
 def test_unit_table_cli_rows_and_units(dbs, tmp_path, capsys):
     """The unit-table command trains one run per (weighting, unit, seed) and prints its rows;
     the same database trained in eV and in kcal/mol gives different errors with fixed weights."""
-    from pymotor.train.unit_table import main
+    import importlib.util
+    from pathlib import Path
+
+    # a research script (provenance of docs/training.md's unit table), not part of the package
+    spec = importlib.util.spec_from_file_location(
+        "unit_table", Path(__file__).resolve().parents[1] / "scripts" / "unit_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    main = module.main
 
     hp = json.dumps({"n_atom_basis": 16, "n_interactions": 1})
     assert main([dbs["eV_b"], "--root", str(tmp_path / "u"), "--epochs", "2", "--seeds", "0",

@@ -26,20 +26,13 @@ __all__ = [
     "DistanceHistogram", "Dihedrals", "VACF", "PowerSpectrum",
 ]
 
-_FIELDS = {"positions": "position", "velocities": "velocity", "forces": "force"}
+from ..h5md import READ_UNITS, VECTORS  # noqa: E402  (one schema with the writer)
+
+_FIELDS = {key: element for key, (element, _, _) in VECTORS.items()}
 
 
 def _unit_factors():
-    from ..units import EV_IN_KJ_PER_MOL
-
-    return {  # H5MD unit attribute -> factor to pymotor's units (Angstrom, fs, eV)
-        "position": {"Angstrom": 1.0, "nm": 10.0},
-        "velocity": {"Angstrom fs-1": 1.0, "Angstrom/fs": 1.0, "nm ps-1": 0.01, "Angstrom ps-1": 1e-3},
-        "force": {"eV Angstrom-1": 1.0, "eV/Angstrom": 1.0,
-                  "kJ mol-1 Angstrom-1": 1.0 / EV_IN_KJ_PER_MOL,
-                  "kJ mol-1 nm-1": 0.1 / EV_IN_KJ_PER_MOL},
-        "time": {"fs": 1.0, "ps": 1000.0},
-    }
+    return READ_UNITS
 
 
 def _factor(ds, kind: str, path) -> float:

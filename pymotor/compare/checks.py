@@ -90,7 +90,7 @@ def criteria(k_sigma: float = K_SIGMA) -> dict:
 # ---- uniform access to one run ----------------------------------------------------------------
 class _Series:
     def __init__(self, source, label):
-        from ..units import KB_EV_PER_K
+        from ..units import kinetic_temperature_K
 
         self.label = label
         self.reader = None
@@ -131,7 +131,7 @@ class _Series:
         if temp is None and ekin is not None:
             n = len(self.numbers) if self.numbers is not None else self._n_atoms()
             dof = float(n_dof) if n_dof is not None and float(n_dof) > 0 else max(3.0 * n - 6.0, 1.0)
-            temp = 2.0 * ekin / (dof * KB_EV_PER_K)
+            temp = kinetic_temperature_K(ekin, dof)
         self.temperature = temp
 
     def _n_atoms(self):

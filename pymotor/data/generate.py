@@ -69,7 +69,7 @@ __all__ = [
     "SPLITS",
 ]
 
-SPLITS = ("time", "random")
+from ..splits import SPLITS, make_split  # noqa: E402  (one split convention; re-exported)
 #: length of SchNetPack's atomref lists (as QM9's)
 ATOMREF_LENGTH = 100
 #: MD steps per call of run_md (between two progress reports)
@@ -84,29 +84,6 @@ class GenerationError(RuntimeError):
 # ---------------------------------------------------------------------------------------
 # splits and databases
 # ---------------------------------------------------------------------------------------
-def make_split(n_frames: int, kind: str = "time", seed: int = 0, test_fraction: float = 0.2,
-               val_fraction: float = 0.2) -> dict[str, np.ndarray]:
-    """Train/val/test row indices of a trajectory of ``n_frames`` frames.
-
-    ``kind="time"``: contiguous; training first, then validation, the last ``test_fraction``
-    is the test set (validation is ``val_fraction`` of what is not test).
-    ``kind="random"``: the same sizes from a permutation with ``seed``.
-    """
-    if kind not in SPLITS:
-        raise ValueError(f"`split` must be one of {SPLITS}, got {kind!r}")
-    n = int(n_frames)
-    n_test = int(round(test_fraction * n))
-    n_rest = n - n_test
-    n_val = int(round(val_fraction * n_rest))
-    n_train = n_rest - n_val
-    if min(n_train, n_val, n_test) < 1:
-        raise ValueError(f"{n} frames are too few for a train/val/test split (need at least 7)")
-    idx = np.arange(n) if kind == "time" else np.random.default_rng(seed).permutation(n)
-    out = {"train": np.sort(idx[:n_train]), "val": np.sort(idx[n_train:n_rest]),
-           "test": np.sort(idx[n_rest:])}
-    return out
-
-
 def _save_split(path: Path, split: dict, n_frames: int, kind: str, db_path: Path | None) -> None:
     extra = {}
     if db_path is not None:
@@ -343,14 +320,9 @@ def _state_step(path: Path) -> int | None:
 
 
 def _last_frame_step(path: Path) -> int | None:
-    try:
-        import h5py
+    from ..h5md import position_steps
 
-        with h5py.File(path, "r") as f:
-            steps = f["particles/trajectory/position/step"]
-            return int(steps[-1]) if len(steps) else None
-    except Exception:  # noqa: BLE001
-        return None
+    return position_steps(path)
 
 
 def _error_text(exc) -> str:
@@ -484,12 +456,9 @@ def _generation_task(job: _Job) -> dict:
 # the public entry point
 # ---------------------------------------------------------------------------------------
 def _check_number(name, value, integer=False, minimum=0.0, strict=True):
-    ok = isinstance(value, (int, np.integer)) if integer else \
-        isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-    if isinstance(value, bool) or not ok or not math.isfinite(float(value)) or \
-            (value <= minimum if strict else value < minimum):
-        kind = "an integer" if integer else "a number"
-        raise ValueError(f"`{name}` must be {kind} {'>' if strict else '>='} {minimum}, got {value!r}")
+    from ..validation import number
+
+    number(name, value, integer=integer, minimum=minimum, strict=strict)
 
 
 def generate_reference(atoms, out, temperature_K: float = 300.0, steps: int = 20000,

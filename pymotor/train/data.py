@@ -29,12 +29,14 @@ import torch
 
 # one definition of the database hash that split files record and training checks
 from ..data.generate import sha256_file  # noqa: E402
+from ..units import TRAINING_ENERGY_UNITS  # noqa: E402
+from ..units import unit_conversion as energy_conversion  # noqa: E402  (one unit registry: pymotor.units)
 
 __all__ = [
     "TrainingDataError",
     "DatabaseInfo",
     "SPLIT_SUFFIXES",
-    "ENERGY_UNITS",
+    "TRAINING_ENERGY_UNITS",
     "canonical_energy_unit",
     "energy_conversion",
     "inspect_database",
@@ -51,39 +53,18 @@ class TrainingDataError(ValueError):
     """A training database, split file or run directory cannot be used as given."""
 
 
-# energy units accepted for training, with the spellings accepted on input
-ENERGY_UNITS = {
-    "kcal/mol": "kcal/mol",
-    "kcal mol-1": "kcal/mol",
-    "ev": "eV",
-    "hartree": "Hartree",
-    "ha": "Hartree",
-}
-
 SPLIT_SUFFIXES = (".split.npz",)
 
 
 def canonical_energy_unit(unit: str) -> str:
-    """Return the canonical spelling (``"kcal/mol"``, ``"eV"``, ``"Hartree"``) of `unit`."""
-    key = str(unit).strip().lower()
-    if key not in ENERGY_UNITS:
-        raise TrainingDataError(
-            f"`energy_unit` must be one of 'kcal/mol', 'eV', 'Hartree', got {unit!r}"
-        )
-    return ENERGY_UNITS[key]
+    """The canonical spelling (``"kcal/mol"``, ``"eV"``, ``"Hartree"``) of a training energy unit
+    (:func:`pymotor.units.canonical_energy_unit`), as a :class:`TrainingDataError`."""
+    from ..units import canonical_energy_unit as canonical
 
-
-def energy_conversion(from_unit: str, to_unit: str) -> float:
-    """Factor converting an energy (or force per Angstrom) from `from_unit` to `to_unit`.
-
-    Uses SchNetPack's unit parser (ASE constants: 1 kcal/mol = 0.0433641 eV,
-    1 Hartree = 27.2114 eV), the same one that converts the databases.
-    """
-    from schnetpack.units import convert_units
-
-    return float(convert_units(from_unit, to_unit))
-
-
+    try:
+        return canonical(unit, TRAINING_ENERGY_UNITS)
+    except ValueError as exc:
+        raise TrainingDataError(str(exc)) from None
 
 
 @dataclass
@@ -177,22 +158,15 @@ def inspect_database(path: str | os.PathLike, hash_file: bool = True) -> Databas
 
 
 def time_split(n: int, test_fraction: float = 0.2, val_fraction: float = 0.2) -> Dict[str, np.ndarray]:
-    """Contiguous split by time: train, then val, then test (the last `test_fraction`)."""
-    n_test = int(round(test_fraction * n))
-    n_rest = n - n_test
-    n_val = int(round(val_fraction * n_rest))
-    n_train = n_rest - n_val
-    if n_train < 1 or n_val < 1 or n_test < 1:
+    """Contiguous split by time (:func:`pymotor.splits.make_split` with ``kind="time"``)."""
+    from ..splits import make_split
+
+    try:
+        return make_split(n, "time", test_fraction=test_fraction, val_fraction=val_fraction)
+    except ValueError:
         raise TrainingDataError(
             f"a database with {n} frames is too small for a train/val/test split by time "
-            "(needs at least 1 frame in each; use at least 7 frames)"
-        )
-    idx = np.arange(n)
-    return {
-        "train": idx[:n_train],
-        "val": idx[n_train:n_rest],
-        "test": idx[n_rest:],
-    }
+            "(needs at least 1 frame in each; use at least 7 frames)") from None
 
 
 def find_split_file(db_path: str) -> Optional[str]:

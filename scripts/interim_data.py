@@ -1,6 +1,6 @@
 """Interim databases from reference trajectories that are still running.
 
-    python -m pymotor.models.interim --data data/T300 --out runs/interim_data
+    python scripts/interim_data.py --data data/T300 --out runs/interim_data
 
 `pymotor.data.generate_reference` writes its databases only when a trajectory is complete. To
 start training earlier, this copies each production trajectory ``raw/<name>_<k>.h5`` (a plain
@@ -59,7 +59,7 @@ def snapshot(data_dir, out_dir, min_frames: int = 500) -> list:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pymotor.models.interim", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python scripts/interim_data.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="data/T300")
     ap.add_argument("--out", default="runs/interim_data")

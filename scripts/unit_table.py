@@ -1,6 +1,6 @@
 """Validation MAE against the training energy unit, with fixed and with variance weighting.
 
-    python -m pymotor.train.unit_table DB [DB ...] --root runs/units --epochs 30 --seeds 0 1 2 \
+    python scripts/unit_table.py DB [DB ...] --root runs/units --epochs 30 --seeds 0 1 2 \
         [--stride 40 --eval-stride 5] [--units kcal/mol eV] [--weightings fixed]
 
 trains one run per (unit, weighting, seed) (resumable: existing runs continue), then prints a
@@ -23,7 +23,7 @@ def _tag(unit: str) -> str:
 
 def run_table(dbs, root, epochs=30, seeds=(0, 1, 2), units=UNITS, weightings=WEIGHTINGS,
               hyperparameters=None, split="val", progress=False, stride=1, eval_stride=1):
-    from . import summarize_seeds, train
+    from pymotor.train import summarize_seeds, train
 
     rows = []
     for w in weightings:
@@ -56,7 +56,7 @@ def markdown(rows, split="val") -> str:
 def main(argv=None) -> int:
     import json
 
-    ap = argparse.ArgumentParser(prog="python -m pymotor.train.unit_table", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python scripts/unit_table.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dbs", nargs="+")
     ap.add_argument("--root", required=True)
