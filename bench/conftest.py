@@ -90,7 +90,9 @@ def spk_model_files(tmp_path_factory):
 def pymotor_model(spk_model_files):
     import pymotor
 
-    return pymotor.load_model(spk_model_files.script, energy_unit=ENERGY_UNIT, length_unit=LENGTH_UNIT)
+    # the TorchScript route (explicit: load_model's default is "auto", which picks the fast backend)
+    return pymotor.load_model(spk_model_files.script, energy_unit=ENERGY_UNIT, length_unit=LENGTH_UNIT,
+                              backend="torchscript")
 
 
 @pytest.fixture(scope="session")

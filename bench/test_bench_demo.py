@@ -514,7 +514,7 @@ def test_export_spkdeploy(benchmark, trained_run, exported_model, md_start, work
 
     e_spk = _spk_energy_eV(torch.jit.load(str(out["path"])), md_start)
     atoms = md_start.copy()
-    atoms.calc = pymotor.ModelCalculator(pymotor.load_model(exported_model))
+    atoms.calc = pymotor.ModelCalculator(pymotor.load_model(exported_model, backend="torchscript"))
     e_pm = atoms.get_potential_energy()
     d = abs(e_spk - e_pm)  # spkdeploy adds the ~1e5 kcal/mol offset in float32
     assert d < 5e-2, f"spkdeploy's model gives {e_spk} eV, pymotor's export {e_pm} eV"
@@ -577,7 +577,7 @@ def _ase_md(benchmark, group, key, make_calc, md_start, work, steps):
 def test_nn_md_pymotor(benchmark, exported_model, md_start, work):
     import pymotor
 
-    model = pymotor.load_model(exported_model)
+    model = pymotor.load_model(exported_model, backend="torchscript")  # the route measured in BENCHMARKS.md
     _pymotor_md(benchmark, "demo-4-nn-md", "pymotor_run_md", lambda: model, md_start, work, NN_STEPS)
 
 

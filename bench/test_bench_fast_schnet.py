@@ -55,7 +55,7 @@ def models(spk_model_files, settings):
 
     kw = dict(energy_unit=settings.energy_unit, length_unit=settings.length_unit)
     return {
-        "torchscript": pymotor.load_model(spk_model_files.script, **kw),
+        "torchscript": pymotor.load_model(spk_model_files.script, backend="torchscript", **kw),
         "fast": pymotor.load_model(spk_model_files.script, backend="fast", **kw),
         "fast64": pymotor.load_model(spk_model_files.script, backend="fast", dtype="float64", **kw),
     }
