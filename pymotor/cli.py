@@ -65,9 +65,11 @@ def _register_md(sub) -> None:
     src.add_argument("--start-db", help="start from a reference database (default frame: last test frame)")
     src.add_argument("--xyz", help="start from an xyz file (velocities drawn at --temperature)")
     p.add_argument("--model", help="deployed TorchScript model; default: the shipped cpnx-schnet")
-    p.add_argument("--backend", default="auto", choices=["auto", "torchscript", "fast"],
-                   help="model evaluator: auto (default: pymotor's C++ kernels when they support the model, "
-                        "checked against libtorch at load; else TorchScript), torchscript (libtorch), fast")
+    from .backends import REGISTRY
+
+    p.add_argument("--backend", default="auto", choices=["auto", *sorted(REGISTRY)],
+                   help="model evaluator (pymotor.backends.REGISTRY): auto (default: the fastest that supports "
+                        "the model, checked against libtorch at load; else TorchScript)")
     p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--timestep-fs", type=float, default=1.0)
     p.add_argument("--temperature", type=float, default=300.0, help="K")
