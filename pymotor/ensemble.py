@@ -345,6 +345,8 @@ def _int_list(text: str) -> list[int]:
 
 
 def register(subparsers) -> None:
+    from .backends import REGISTRY
+
     from . import parallel
 
     p = subparsers.add_parser(
@@ -354,7 +356,7 @@ def register(subparsers) -> None:
                     "resumable H5MD file in --out. Repeating the command resumes every run.")
     p.add_argument("--model", default="cpnx-schnet", help="deployed model file or shipped model name "
                                                           "(default cpnx-schnet)")
-    p.add_argument("--backend", default="auto", choices=["auto", *sorted(__import__("pymotor.backends", fromlist=["REGISTRY"]).REGISTRY)],
+    p.add_argument("--backend", default="auto", choices=["auto", *sorted(REGISTRY)],
                    help="model evaluator (as pymotor md)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--xyz", help="start geometry; several frames: one run per frame (velocities drawn)")

@@ -113,6 +113,8 @@ def blow_up_steps(model_path, runs: int, timestep_fs: float, time_fs: float, tem
 # the command line
 # ---------------------------------------------------------------------------------------
 def register(subparsers) -> None:
+    from .backends import REGISTRY
+
     from . import parallel
 
     p = subparsers.add_parser(
@@ -125,7 +127,7 @@ def register(subparsers) -> None:
     p.add_argument("--temperature", type=float, default=300.0, help="K")
     p.add_argument("--seed", type=int, default=100, help="seed of the first run (run k: seed + k)")
     p.add_argument("--xyz", default=None, help="start geometry (default: CPNX's GFN2-xTB minimum)")
-    p.add_argument("--backend", default="auto", choices=["auto", *sorted(__import__("pymotor.backends", fromlist=["REGISTRY"]).REGISTRY)])
+    p.add_argument("--backend", default="auto", choices=["auto", *sorted(REGISTRY)])
     p.add_argument("--out", default=None,
                    help="folder for the runs' resumable H5MD files (one subfolder per model); default: in memory")
     parallel.add_arguments(p)
