@@ -236,7 +236,7 @@ def test_painn_and_custom_models_are_refused_clearly(tmp_path, tiny_model_path):
     with pytest.raises(UnsupportedModelError, match="representation PaiNN is not supported.*SchNet only"):
         pymotor.load_model(p, backend="fast")
     auto = pymotor.load_model(p, backend="auto")
-    assert type(auto) is pymotor.Model  # falls back to TorchScript
+    assert auto.backend == "fast-painn"  # auto takes the next registered backend that reads it
     with pytest.raises(UnsupportedModelError, match="TinySchNet, not a SchNetPack NeuralNetworkPotential"):
         pymotor.load_model(tiny_model_path, backend="fast")
     assert type(pymotor.load_model(tiny_model_path, backend="auto")) is pymotor.Model
