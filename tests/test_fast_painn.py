@@ -10,14 +10,14 @@ shared filters, shifted-softplus activations, 12 RBF, cutoff 4 A, eV.
 Achieved on CPNX (10 frames: 6 of a short 600 K trajectory, 3 rattled by 0.08 A, one with a C-H
 at 0.7 A inside the ZBL prior's switch; |F| up to 49 eV/A where the prior acts), against the
 TorchScript model (itself float32), energies without the float64 offset (printed with -s):
-big   float32: max |dE| 1.2e-5 eV, max |dF| 7.4e-5 eV/A (thermal frames: 1.2e-5 eV, 3.1e-6 eV/A)
-big   float64: max |dE| 1.3e-5 eV, max |dF| 7.4e-5 eV/A (thermal frames: 1.3e-5 eV, 9.5e-7 eV/A)
-small float32: max |dE| 8.2e-6 eV, max |dF| 1.1e-5 eV/A;  float64: 7.9e-6 eV, 8.1e-7 eV/A
+big   float32: max |dE| 1.4e-5 eV, max |dF| 7.4e-5 eV/A (thermal frames: 1.4e-5 eV, 2.0e-6 eV/A)
+big   float64: max |dE| 1.3e-5 eV, max |dF| 7.5e-5 eV/A (thermal frames: 1.3e-5 eV, 1.3e-6 eV/A)
+small float32: max |dE| 8.2e-6 eV, max |dF| 1.1e-5 eV/A;  float64: 7.2e-6 eV, 8.5e-7 eV/A
 The large-force differences are the TorchScript model's float32 rounding (1.5e-6 relative): the
-fast float64 evaluator against SchNetPack's eager PaiNN in float64 differs by max |dE| 1.2e-9 eV,
-max |dF| 1.2e-7 eV/A. Automatic filter grid: 1024 intervals (0.0049 A) for big, 512 for small;
-big vs a 4096-interval table: 1.2e-7 eV/A. NVE, 60 fs: max |E_tot - E_tot(0)| 6.30e-4 eV (fast)
-vs 6.23e-4 eV (TorchScript).
+fast float64 evaluator against SchNetPack's eager PaiNN in float64 differs by max |dE| 1.4e-8 eV,
+max |dF| 9.9e-7 eV/A with the default table (512 intervals, 0.0098 A: the interpolation error) and
+by 6e-12 eV, 2.1e-9 eV/A with 4096 intervals (the backward pass is exact). NVE, 60 fs: max
+|E_tot - E_tot(0)| 6.29e-4 eV (fast) vs 6.23e-4 eV (TorchScript).
 """
 import json
 
@@ -142,21 +142,25 @@ def test_energies_and_forces_equal_torchscript(models, frames, which, dtype):
 
 def test_float64_equals_the_eager_float64_schnetpack_model(models, frames):
     """Without the float32 rounding of the TorchScript reference: the fast float64 evaluator
-    against SchNetPack's own PaiNN run in float64 (all pairs within the cutoff)."""
+    against SchNetPack's own PaiNN run in float64 (all pairs within the cutoff). With the default
+    table what remains is the interpolation error; with a 4096-interval table it is gone."""
     from torch_models import reference_energy_forces
 
     numbers, pos = frames
-    m = pymotor.load_model(models["big"], backend="fast-painn", dtype="float64", check=False)
-    pot = m.potential(numbers)
-    kcal = m.energy_unit_eV
-    de = df = 0.0
-    for x in pos:
-        e_ref, f_ref = reference_energy_forces(models["big_eager"], x, numbers, 5.0)
-        e, f = pot.compute(x[None])
-        de = max(de, abs(e[0] - m.energy_offset_eV(numbers) - e_ref * kcal))
-        df = max(df, np.abs(f[0] - f_ref * kcal).max())
-    print(f"\nbig float64 vs eager float64 SchNetPack: max |dE| = {de:.2g} eV, max |dF| = {df:.2g} eV/A")
-    assert de < 1e-8 and df < 1e-6
+    refs = [reference_energy_forces(models["big_eager"], x, numbers, 5.0) for x in pos]
+    for n_intervals, e_tol, f_tol in ((0, 1e-7, 5e-6), (4096, 1e-9, 2e-8)):
+        m = pymotor.load_model(models["big"], backend="fast-painn", dtype="float64", n_intervals=n_intervals,
+                               check=False)
+        pot = m.potential(numbers)
+        kcal = m.energy_unit_eV
+        de = df = 0.0
+        for x, (e_ref, f_ref) in zip(pos, refs):
+            e, f = pot.compute(x[None])
+            de = max(de, abs(e[0] - m.energy_offset_eV(numbers) - e_ref * kcal))
+            df = max(df, np.abs(f[0] - f_ref * kcal).max())
+        print(f"\nbig float64 ({m.table_info['n_intervals']} intervals) vs eager float64 SchNetPack: "
+              f"max |dE| = {de:.2g} eV, max |dF| = {df:.2g} eV/A")
+        assert de < e_tol and df < f_tol
 
 
 @pytest.mark.parametrize("which", ["big", "small"])
@@ -264,7 +268,7 @@ def test_tabulation_error_falls_with_grid_refinement_at_cubic_hermite_order(mode
     assert 3.6 < slope_w < 4.6  # cubic Hermite: O(h^4) in the value, O(h^3) in the derivative
     assert 2.6 < slope_d < 3.6
     info = m.table_info  # the automatic grid meets its tolerance
-    assert info["max_rel_error"] <= 1e-7 and info["max_rel_error_derivative"] <= 1e-6
+    assert info["max_rel_error"] <= 2e-7 and info["max_rel_error_derivative"] <= 2e-6
     # the filters are SchNetPack's: filter_net(rbf(r)) * fcut(r), split per interaction
     rep = torch.jit.load(m.path).representation
     r = torch.tensor([[0.9], [1.4], [3.3]], dtype=torch.float32)
@@ -276,7 +280,8 @@ def test_tabulation_error_falls_with_grid_refinement_at_cubic_hermite_order(mode
 
 
 def test_table_errors_are_far_below_model_precision(models, frames):
-    """The automatic grid is within 1e-6 eV/A of a 4x finer one; a coarse one is visibly worse."""
+    """The automatic grid is within 5e-6 eV/A of a 4096-interval one (below the float32 evaluation's
+    rounding); a coarse one is visibly worse."""
     numbers, pos = frames
     kw = dict(backend="fast-painn", dtype="float64", check=False)
     fine = pymotor.load_model(models["big"], n_intervals=4096, **kw)
@@ -287,8 +292,10 @@ def test_table_errors_are_far_below_model_precision(models, frames):
     e2, f2 = coarse.potential(numbers).compute(pos)
     print(f"auto grid ({auto.table_info['n_intervals']}) vs 4096 intervals: max |dE| {np.abs(e1 - e0).max():.2g} "
           f"eV, max |dF| {np.abs(f1 - f0).max():.2g} eV/A; 16 intervals: {np.abs(f2 - f0).max():.2g} eV/A")
-    assert np.abs(f1 - f0).max() < 1e-6 and np.abs(e1 - e0).max() < 1e-6
+    assert np.abs(f1 - f0).max() < 5e-6 and np.abs(e1 - e0).max() < 1e-6
     assert np.abs(f2 - f0).max() > 100 * np.abs(f1 - f0).max()
+    f32 = pymotor.load_model(models["big"], backend="fast-painn", check=False).potential(numbers).compute(pos)[1]
+    assert np.abs(f1 - f0).max() < np.abs(f32 - f0).max()  # the table error is below float32 rounding
 
 
 def test_spkdeploy_file_with_add_offsets(tmp_path):

@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <memory>
+#include <vector>
 #include <stdexcept>
 #include <string>
 
@@ -126,7 +127,7 @@ void bind_fast_painn(py::module_& m) {
              py::gil_scoped_release release;
              return std::make_shared<FastPaiNNModel>(std::move(w), dtype, n_intervals, tolerance);
            }),
-           py::arg("weights"), py::arg("dtype") = "float32", py::arg("n_intervals") = 0, py::arg("tolerance") = 1e-7,
+           py::arg("weights"), py::arg("dtype") = "float32", py::arg("n_intervals") = 0, py::arg("tolerance") = 2e-7,
            "PaiNN weights (model units) + cubic Hermite filter tables (value and derivative at the nodes). "
            "n_intervals=0 refines the grid until the relative interpolation error is below `tolerance`.")
       .def_property_readonly("dtype", &FastPaiNNModel::dtype)
@@ -167,4 +168,21 @@ void bind_fast_painn(py::module_& m) {
                     "Replicas are evaluated in blocks of at most this many atoms (at least one replica).")
       .def_property_readonly("n_neighbor_builds", [](const FastPaiNNPotential& p) { return p.neighbors().n_builds(); })
       .def_property_readonly("last_n_pairs", &FastPaiNNPotential::last_n_pairs);
+
+  m.def(
+      "dense_layer_loop",
+      [](const py::dict& layer, int rows, int repeats) {
+        // pymotor's packed GEMM (+ bias) in float32, `repeats` times on `rows` rows: the rate the
+        // benchmarks' roofline estimates compare with (bench/test_bench_fast_painn.py)
+        if (rows <= 0 || repeats < 0) throw std::invalid_argument("dense_layer_loop: rows > 0, repeats >= 0");
+        const DenseLayer d = dense_layer(layer, "layer");
+        py::gil_scoped_release release;
+        const dense::PackedLayer<float> p(d);
+        std::vector<float> x(static_cast<size_t>(rows) * d.n_in), y(static_cast<size_t>(rows) * d.n_out);
+        for (size_t k = 0; k < x.size(); ++k) x[k] = static_cast<float>((k * 7919) % 1000) * 1e-3f - 0.5f;
+        for (int r = 0; r < repeats; ++r) p.forward(rows, x.data(), d.n_in, y.data(), d.n_out);
+        return static_cast<double>(y[0]);
+      },
+      py::arg("layer"), py::arg("rows"), py::arg("repeats"),
+      "Run a float32 dense layer (packed GEMM) `repeats` times on `rows` rows (a benchmark kernel).");
 }

@@ -160,17 +160,27 @@ struct PaiNNPacked {
   struct Block {
     PackedLayer<T> ctx1, ctx2, mix, intra1, intra2;
   };
-  int F = 0, n_int = 0, n_slots = 0;
+  int F = 0, L = 0, n_int = 0, n_slots = 0;
   double inv_h = 0.0, cutoff = 0.0;
   T eps = T(0);
-  std::vector<std::vector<T>> nodes;  // per slot: (n_int + 1) x [W | h dW/dr] (3F each)
+  // per slot: (n_int + 1) nodes of 6F values: chunks of L features (L = the vector width for the
+  // vectorised feature counts, else L = F), each [part s = scalar, r-direction, vector][W | h dW/dr][L]
+  std::vector<std::vector<T>> nodes;
   std::vector<T> embedding;           // max_z x F
   std::vector<T> x0;                  // max_z x 3F: context_net of interaction 0 (a function of Z only)
   std::vector<Block> blocks;
   std::vector<PackedLayer<T>> readout;
   double energy_scale = 1.0;
   const T* slot(int t) const { return nodes[n_slots == 1 ? 0 : t].data(); }
+  // offset of part s (0..2), value (ym = 0) or h dW/dr (ym = 1), feature f within a node
+  size_t offset(int s, int ym, int f) const {
+    return static_cast<size_t>(f / L) * 6 * L + static_cast<size_t>(s) * 2 * L + static_cast<size_t>(ym) * L + f % L;
+  }
 };
+
+// The feature counts with vector message kernels (messages_*_f): their tables are chunked by the
+// vector width.
+constexpr bool vector_kernel_f(int F) { return F == 16 || F == 32 || F == 64 || F == 128; }
 
 struct FastPaiNNModel::Impl {
   std::unique_ptr<PaiNNPacked<float>> f32;
@@ -184,12 +194,23 @@ std::unique_ptr<PaiNNPacked<T>> pack(const PaiNNWeights& w, int n_int, const std
   auto p = std::make_unique<PaiNNPacked<T>>();
   const int F = w.n_atom_basis;
   p->F = F;
+  p->L = vector_kernel_f(F) ? 32 / static_cast<int>(sizeof(T)) : F;
   p->n_int = n_int;
   p->n_slots = w.n_slots();
   p->cutoff = w.cutoff;
   p->inv_h = n_int / w.cutoff;
   p->eps = static_cast<T>(w.epsilon);
-  for (const auto& nd : nodes) p->nodes.emplace_back(nd.begin(), nd.end());
+  const int C = 3 * F;
+  for (const auto& nd : nodes) {  // canonical [W (3F) | h dW/dr (3F)] per node -> chunked layout
+    std::vector<T> t(nd.size());
+    for (int k = 0; k <= n_int; ++k)
+      for (int s = 0; s < 3; ++s)
+        for (int ym = 0; ym < 2; ++ym)
+          for (int f = 0; f < F; ++f)
+            t[static_cast<size_t>(k) * 2 * C + p->offset(s, ym, f)] =
+                static_cast<T>(nd[static_cast<size_t>(k) * 2 * C + ym * C + s * F + f]);
+    p->nodes.push_back(std::move(t));
+  }
   p->embedding.assign(w.embedding.begin(), w.embedding.end());
   p->energy_scale = w.energy_scale;
   for (const auto& b : w.blocks)
@@ -283,10 +304,25 @@ void FastPaiNNModel::filter_interpolated(int t, double r, double* W, double* dW)
     std::fill(dW, dW + C, 0.0);
     return;
   }
+  auto eval = [&](const auto& p) {
+    int k;
+    double x, hb[8];
+    interval_of(r, p.inv_h, p.n_int, k, x);
+    hermite_basis(x, hb);
+    const auto* n0 = p.slot(t) + static_cast<size_t>(k) * 2 * C;
+    const auto* n1 = n0 + 2 * C;
+    for (int s = 0; s < 3; ++s)
+      for (int f = 0; f < p.F; ++f) {
+        const size_t o = p.offset(s, 0, f), om = p.offset(s, 1, f);
+        const double y0 = n0[o], m0 = n0[om], y1 = n1[o], m1 = n1[om];
+        W[s * p.F + f] = hb[0] * y0 + hb[1] * m0 + hb[2] * y1 + hb[3] * m1;
+        dW[s * p.F + f] = (hb[4] * y0 + hb[5] * m0 + hb[6] * y1 + hb[7] * m1) * p.inv_h;
+      }
+  };
   if (impl_->f32)
-    interpolate<float>(impl_->f32->slot(t), C, info_.n_intervals, impl_->f32->inv_h, r, W, dW);
+    eval(*impl_->f32);
   else
-    interpolate<double>(impl_->f64->slot(t), C, info_.n_intervals, impl_->f64->inv_h, r, W, dW);
+    eval(*impl_->f64);
 }
 
 // ---- the potential --------------------------------------------------------------------------
@@ -360,8 +396,9 @@ __attribute__((always_inline)) inline void messages_forward(const T* __restrict 
     const T* __restrict uj = first ? nullptr : mu + static_cast<size_t>(j) * C;
 #pragma omp simd
     for (int f = 0; f < F; ++f) {
-      const T ws_ = h00 * n0[f] + h10 * n0[C + f] + h01 * n0[2 * C + f] + h11 * n0[3 * C + f];
-      const T wr = h00 * n0[F + f] + h10 * n0[C + F + f] + h01 * n0[2 * C + F + f] + h11 * n0[3 * C + F + f];
+      // node layout (L = F): [part s][value | h dW/dr][F]; the next node 2C further
+      const T ws_ = h00 * n0[f] + h10 * n0[F + f] + h01 * n0[2 * C + f] + h11 * n0[2 * C + F + f];
+      const T wr = h00 * n0[2 * F + f] + h10 * n0[3 * F + f] + h01 * n0[2 * C + 2 * F + f] + h11 * n0[2 * C + 3 * F + f];
       qi[f] += ws_ * xj[f];
       qj[f] += ws_ * xi[f];
       const T rj = wr * xj[F + f], ri = wr * xi[F + f];
@@ -369,8 +406,8 @@ __attribute__((always_inline)) inline void messages_forward(const T* __restrict 
         mi[f] += rj * u0, mi[F + f] += rj * u1, mi[2 * F + f] += rj * u2;
         mj[f] -= ri * u0, mj[F + f] -= ri * u1, mj[2 * F + f] -= ri * u2;
       } else {
-        const T wv = h00 * n0[2 * F + f] + h10 * n0[C + 2 * F + f] + h01 * n0[2 * C + 2 * F + f] +
-                     h11 * n0[3 * C + 2 * F + f];
+        const T wv = h00 * n0[4 * F + f] + h10 * n0[5 * F + f] + h01 * n0[2 * C + 4 * F + f] +
+                     h11 * n0[2 * C + 5 * F + f];
         const T vj = wv * xj[2 * F + f], vi = wv * xi[2 * F + f];
         mi[f] += rj * u0 + vj * uj[f];
         mi[F + f] += rj * u1 + vj * uj[F + f];
@@ -410,9 +447,9 @@ __attribute__((always_inline)) inline void messages_backward(const T* __restrict
     if (first) {
 #pragma omp simd reduction(+ : ar, a0, a1, a2)
       for (int f = 0; f < F; ++f) {
-        const T dws = d00 * n0[f] + d10 * n0[C + f] + d01 * n0[2 * C + f] + d11 * n0[3 * C + f];
-        const T wr = h00 * n0[F + f] + h10 * n0[C + F + f] + h01 * n0[2 * C + F + f] + h11 * n0[3 * C + F + f];
-        const T dwr = d00 * n0[F + f] + d10 * n0[C + F + f] + d01 * n0[2 * C + F + f] + d11 * n0[3 * C + F + f];
+        const T dws = d00 * n0[f] + d10 * n0[F + f] + d01 * n0[2 * C + f] + d11 * n0[2 * C + F + f];
+        const T wr = h00 * n0[2 * F + f] + h10 * n0[3 * F + f] + h01 * n0[2 * C + 2 * F + f] + h11 * n0[2 * C + 3 * F + f];
+        const T dwr = d00 * n0[2 * F + f] + d10 * n0[3 * F + f] + d01 * n0[2 * C + 2 * F + f] + d11 * n0[2 * C + 3 * F + f];
         const T gi0 = gmi[f], gi1 = gmi[F + f], gi2 = gmi[2 * F + f];
         const T gj0 = gmj[f], gj1 = gmj[F + f], gj2 = gmj[2 * F + f];
         const T Ai = gi0 * u0 + gi1 * u1 + gi2 * u2, Aj = gj0 * u0 + gj1 * u1 + gj2 * u2;
@@ -432,16 +469,16 @@ __attribute__((always_inline)) inline void messages_backward(const T* __restrict
       T* __restrict guj = gmu_in + static_cast<size_t>(j) * C;
 #pragma omp simd reduction(+ : ar, a0, a1, a2)
       for (int f = 0; f < F; ++f) {
-        const T* c0 = n0;
-        const T* c1 = n0 + C;
-        const T* c2 = n0 + 2 * C;
-        const T* c3 = n0 + 3 * C;
+        const T* c0 = n0;               // value, node k (part s at 2 s F)
+        const T* c1 = n0 + F;           // h dW/dr, node k
+        const T* c2 = n0 + 2 * C;       // value, node k + 1
+        const T* c3 = n0 + 2 * C + F;   // h dW/dr, node k + 1
         const T ws_ = h00 * c0[f] + h10 * c1[f] + h01 * c2[f] + h11 * c3[f];
         const T dws = d00 * c0[f] + d10 * c1[f] + d01 * c2[f] + d11 * c3[f];
-        const T wr = h00 * c0[F + f] + h10 * c1[F + f] + h01 * c2[F + f] + h11 * c3[F + f];
-        const T dwr = d00 * c0[F + f] + d10 * c1[F + f] + d01 * c2[F + f] + d11 * c3[F + f];
-        const T wv = h00 * c0[2 * F + f] + h10 * c1[2 * F + f] + h01 * c2[2 * F + f] + h11 * c3[2 * F + f];
-        const T dwv = d00 * c0[2 * F + f] + d10 * c1[2 * F + f] + d01 * c2[2 * F + f] + d11 * c3[2 * F + f];
+        const T wr = h00 * c0[2 * F + f] + h10 * c1[2 * F + f] + h01 * c2[2 * F + f] + h11 * c3[2 * F + f];
+        const T dwr = d00 * c0[2 * F + f] + d10 * c1[2 * F + f] + d01 * c2[2 * F + f] + d11 * c3[2 * F + f];
+        const T wv = h00 * c0[4 * F + f] + h10 * c1[4 * F + f] + h01 * c2[4 * F + f] + h11 * c3[4 * F + f];
+        const T dwv = d00 * c0[4 * F + f] + d10 * c1[4 * F + f] + d01 * c2[4 * F + f] + d11 * c3[4 * F + f];
         const T gi0 = gmi[f], gi1 = gmi[F + f], gi2 = gmi[2 * F + f];
         const T gj0 = gmj[f], gj1 = gmj[F + f], gj2 = gmj[2 * F + f];
         const T mi0 = mui[f], mi1 = mui[F + f], mi2 = mui[2 * F + f];
@@ -479,6 +516,9 @@ __attribute__((always_inline)) inline void messages_backward(const T* __restrict
 // their addresses (the auto-vectorised loops above keep one pointer per stream).
 #define PYMOTOR_VLD(p, o) (*reinterpret_cast<const VU*>((p) + (o) + f))
 #define PYMOTOR_VST(p, o, v) (*reinterpret_cast<VU*>((p) + (o) + f) = (v))
+// table node layout (L = W): [chunk of W features][part s][value | h dW/dr][W], so that a pair reads
+// two sequential 3F-float streams (nodes k and k + 1); chunk f / W starts at 6 f
+#define PYMOTOR_VTL(o) (*reinterpret_cast<const VU*>(n0 + 6 * f + (o)))
 
 template <typename T, bool first, int F>
 __attribute__((always_inline)) inline void messages_forward_v(const T* __restrict tab, int, int P, const int* pi,
@@ -492,8 +532,8 @@ __attribute__((always_inline)) inline void messages_forward_v(const T* __restric
   for (int e = 0; e < P; ++e) {
     const T* __restrict n0 = tab + static_cast<size_t>(ws.pk[e]) * 2 * C;
     const T* hb = ws.hb.data() + static_cast<size_t>(e) * 8;
-    const V h00 = V{} + hb[0], h10 = V{} + hb[1], h01 = V{} + hb[2], h11 = V{} + hb[3];
-    const V u0 = V{} + ws.u[3 * e], u1 = V{} + ws.u[3 * e + 1], u2 = V{} + ws.u[3 * e + 2];
+    const T h00 = hb[0], h10 = hb[1], h01 = hb[2], h11 = hb[3];  // scalar * vector broadcasts
+    const T u0 = ws.u[3 * e], u1 = ws.u[3 * e + 1], u2 = ws.u[3 * e + 2];
     const int i = pi[e], j = pj[e];
     const T* __restrict xi = x + static_cast<size_t>(i) * C;
     const T* __restrict xj = x + static_cast<size_t>(j) * C;
@@ -504,10 +544,10 @@ __attribute__((always_inline)) inline void messages_forward_v(const T* __restric
     const T* __restrict ui = first ? nullptr : mu + static_cast<size_t>(i) * C;
     const T* __restrict uj = first ? nullptr : mu + static_cast<size_t>(j) * C;
     for (int f = 0; f < F; f += W) {
-      const V ws_ = h00 * PYMOTOR_VLD(n0, 0) + h10 * PYMOTOR_VLD(n0, C) + h01 * PYMOTOR_VLD(n0, 2 * C) +
-                    h11 * PYMOTOR_VLD(n0, 3 * C);
-      const V wr = h00 * PYMOTOR_VLD(n0, F) + h10 * PYMOTOR_VLD(n0, C + F) + h01 * PYMOTOR_VLD(n0, 2 * C + F) +
-                   h11 * PYMOTOR_VLD(n0, 3 * C + F);
+      const V ws_ = h00 * PYMOTOR_VTL(0) + h10 * PYMOTOR_VTL(W) + h01 * PYMOTOR_VTL(2 * C) +
+                    h11 * PYMOTOR_VTL(2 * C + W);
+      const V wr = h00 * PYMOTOR_VTL(2 * W) + h10 * PYMOTOR_VTL(3 * W) + h01 * PYMOTOR_VTL(2 * C + 2 * W) +
+                   h11 * PYMOTOR_VTL(2 * C + 3 * W);
       PYMOTOR_VST(qi, 0, PYMOTOR_VLD(qi, 0) + ws_ * PYMOTOR_VLD(xj, 0));
       PYMOTOR_VST(qj, 0, PYMOTOR_VLD(qj, 0) + ws_ * PYMOTOR_VLD(xi, 0));
       const V rj = wr * PYMOTOR_VLD(xj, F), ri = wr * PYMOTOR_VLD(xi, F);
@@ -519,8 +559,8 @@ __attribute__((always_inline)) inline void messages_forward_v(const T* __restric
         PYMOTOR_VST(mj, F, PYMOTOR_VLD(mj, F) - ri * u1);
         PYMOTOR_VST(mj, 2 * F, PYMOTOR_VLD(mj, 2 * F) - ri * u2);
       } else {
-        const V wv = h00 * PYMOTOR_VLD(n0, 2 * F) + h10 * PYMOTOR_VLD(n0, C + 2 * F) +
-                     h01 * PYMOTOR_VLD(n0, 2 * C + 2 * F) + h11 * PYMOTOR_VLD(n0, 3 * C + 2 * F);
+        const V wv = h00 * PYMOTOR_VTL(4 * W) + h10 * PYMOTOR_VTL(5 * W) + h01 * PYMOTOR_VTL(2 * C + 4 * W) +
+                     h11 * PYMOTOR_VTL(2 * C + 5 * W);
         const V vj = wv * PYMOTOR_VLD(xj, 2 * F), vi = wv * PYMOTOR_VLD(xi, 2 * F);
         PYMOTOR_VST(mi, 0, PYMOTOR_VLD(mi, 0) + rj * u0 + vj * PYMOTOR_VLD(uj, 0));
         PYMOTOR_VST(mi, F, PYMOTOR_VLD(mi, F) + rj * u1 + vj * PYMOTOR_VLD(uj, F));
@@ -546,9 +586,9 @@ __attribute__((always_inline)) inline void messages_backward_v(const T* __restri
   for (int e = 0; e < P; ++e) {
     const T* __restrict n0 = tab + static_cast<size_t>(ws.pk[e]) * 2 * C;
     const T* hb = ws.hb.data() + static_cast<size_t>(e) * 8;
-    const V h00 = V{} + hb[0], h10 = V{} + hb[1], h01 = V{} + hb[2], h11 = V{} + hb[3];
-    const V d00 = V{} + hb[4], d10 = V{} + hb[5], d01 = V{} + hb[6], d11 = V{} + hb[7];
-    const V u0 = V{} + ws.u[3 * e], u1 = V{} + ws.u[3 * e + 1], u2 = V{} + ws.u[3 * e + 2];
+    const T h00 = hb[0], h10 = hb[1], h01 = hb[2], h11 = hb[3];  // scalar * vector broadcasts
+    const T d00 = hb[4], d10 = hb[5], d01 = hb[6], d11 = hb[7];
+    const T u0 = ws.u[3 * e], u1 = ws.u[3 * e + 1], u2 = ws.u[3 * e + 2];
     const int i = pi[e], j = pj[e];
     const T* __restrict xi = x + static_cast<size_t>(i) * C;
     const T* __restrict xj = x + static_cast<size_t>(j) * C;
@@ -559,11 +599,10 @@ __attribute__((always_inline)) inline void messages_backward_v(const T* __restri
     V ar = V{}, a0 = V{}, a1 = V{}, a2 = V{};
     if (first) {
       for (int f = 0; f < F; f += W) {
-        const V c0 = PYMOTOR_VLD(n0, 0), c1 = PYMOTOR_VLD(n0, C), c2 = PYMOTOR_VLD(n0, 2 * C),
-                c3 = PYMOTOR_VLD(n0, 3 * C);
+        const V c0 = PYMOTOR_VTL(0), c1 = PYMOTOR_VTL(W), c2 = PYMOTOR_VTL(2 * C), c3 = PYMOTOR_VTL(2 * C + W);
         const V dws = d00 * c0 + d10 * c1 + d01 * c2 + d11 * c3;
-        const V r0 = PYMOTOR_VLD(n0, F), r1 = PYMOTOR_VLD(n0, C + F), r2 = PYMOTOR_VLD(n0, 2 * C + F),
-                r3 = PYMOTOR_VLD(n0, 3 * C + F);
+        const V r0 = PYMOTOR_VTL(2 * W), r1 = PYMOTOR_VTL(3 * W), r2 = PYMOTOR_VTL(2 * C + 2 * W),
+                r3 = PYMOTOR_VTL(2 * C + 3 * W);
         const V wr = h00 * r0 + h10 * r1 + h01 * r2 + h11 * r3;
         const V dwr = d00 * r0 + d10 * r1 + d01 * r2 + d11 * r3;
         const V gi0 = PYMOTOR_VLD(gmi, 0), gi1 = PYMOTOR_VLD(gmi, F), gi2 = PYMOTOR_VLD(gmi, 2 * F);
@@ -585,15 +624,15 @@ __attribute__((always_inline)) inline void messages_backward_v(const T* __restri
       T* __restrict gui = gmu_in + static_cast<size_t>(i) * C;
       T* __restrict guj = gmu_in + static_cast<size_t>(j) * C;
       for (int f = 0; f < F; f += W) {
-        V c0 = PYMOTOR_VLD(n0, 0), c1 = PYMOTOR_VLD(n0, C), c2 = PYMOTOR_VLD(n0, 2 * C), c3 = PYMOTOR_VLD(n0, 3 * C);
+        V c0 = PYMOTOR_VTL(0), c1 = PYMOTOR_VTL(W), c2 = PYMOTOR_VTL(2 * C), c3 = PYMOTOR_VTL(2 * C + W);
         const V ws_ = h00 * c0 + h10 * c1 + h01 * c2 + h11 * c3;
         const V dws = d00 * c0 + d10 * c1 + d01 * c2 + d11 * c3;
-        c0 = PYMOTOR_VLD(n0, F), c1 = PYMOTOR_VLD(n0, C + F), c2 = PYMOTOR_VLD(n0, 2 * C + F);
-        c3 = PYMOTOR_VLD(n0, 3 * C + F);
+        c0 = PYMOTOR_VTL(2 * W), c1 = PYMOTOR_VTL(3 * W), c2 = PYMOTOR_VTL(2 * C + 2 * W);
+        c3 = PYMOTOR_VTL(2 * C + 3 * W);
         const V wr = h00 * c0 + h10 * c1 + h01 * c2 + h11 * c3;
         const V dwr = d00 * c0 + d10 * c1 + d01 * c2 + d11 * c3;
-        c0 = PYMOTOR_VLD(n0, 2 * F), c1 = PYMOTOR_VLD(n0, C + 2 * F), c2 = PYMOTOR_VLD(n0, 2 * C + 2 * F);
-        c3 = PYMOTOR_VLD(n0, 3 * C + 2 * F);
+        c0 = PYMOTOR_VTL(4 * W), c1 = PYMOTOR_VTL(5 * W), c2 = PYMOTOR_VTL(2 * C + 4 * W);
+        c3 = PYMOTOR_VTL(2 * C + 5 * W);
         const V wv = h00 * c0 + h10 * c1 + h01 * c2 + h11 * c3;
         const V dwv = d00 * c0 + d10 * c1 + d01 * c2 + d11 * c3;
         const V gi0 = PYMOTOR_VLD(gmi, 0), gi1 = PYMOTOR_VLD(gmi, F), gi2 = PYMOTOR_VLD(gmi, 2 * F);
@@ -640,6 +679,7 @@ __attribute__((always_inline)) inline void messages_backward_v(const T* __restri
 }
 #undef PYMOTOR_VLD
 #undef PYMOTOR_VST
+#undef PYMOTOR_VTL
 
 // The message kernels with the feature count known at compile time for the common sizes (all
 // offsets into the per-atom rows and the table become immediates: fewer live pointers).

@@ -192,6 +192,11 @@ class FastPaiNNModel(NNModel):
     n_intervals
         Filter-table intervals over [0, cutoff]; 0 (default) refines the grid until the relative
         interpolation error of the filters is below ``tolerance`` (and of dW/dr below 10x it).
+    tolerance
+        2e-7 (default): for the 128-feature PaiNN this picks 512 intervals (0.01 A), whose force
+        error (1.5e-6 eV/A against a 4096-interval table, float64) is below the float32
+        evaluation's own rounding (5e-6 eV/A) and four orders below a trained model's error; each
+        halving of the table saves ~13 % of a call (the tables are read from L3).
     n_threads
         OpenMP threads over replicas; 1 (default) or 0 to follow the OpenMP setting.
     block_atoms
@@ -205,7 +210,7 @@ class FastPaiNNModel(NNModel):
 
     def __init__(self, path: str | os.PathLike | ModelFile, energy_unit: str | None = None,
                  length_unit: str | None = None, device: str | None = None, dtype: str = "float32",
-                 n_intervals: int = 0, tolerance: float = 1e-7, n_threads: int = 1, block_atoms: int = 256,
+                 n_intervals: int = 0, tolerance: float = 2e-7, n_threads: int = 1, block_atoms: int = 256,
                  check: bool = True):
         if device not in (None, "cpu"):
             raise ValueError(f"`device`: the fast PaiNN backend runs on the CPU only, got {device!r}")

@@ -282,9 +282,9 @@ __attribute__((target("avx2,fma"))) inline void gemm_packed_tile_avx2(int K, con
     const V b0 = *reinterpret_cast<const VU*>(Bp + static_cast<size_t>(k) * 2 * W);
     const V b1 = *reinterpret_cast<const VU*>(Bp + static_cast<size_t>(k) * 2 * W + W);
     for (int r = 0; r < MR; ++r) {
-      const V av = V{} + A[static_cast<size_t>(r) * lda + k];
-      c[r][0] += av * b0;
-      c[r][1] += av * b1;
+      const T a = A[static_cast<size_t>(r) * lda + k];  // scalar * vector: one broadcast load (V{} + a adds 0)
+      c[r][0] += a * b0;
+      c[r][1] += a * b1;
     }
   }
   if (n_valid == 2 * W) {

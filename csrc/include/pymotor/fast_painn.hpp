@@ -65,7 +65,7 @@ class FastPaiNNModel {
   // n_intervals > 0 fixes the grid; 0 chooses it: doubled from 256 intervals until the relative
   // interpolation error of W is below `tolerance` (and of dW/dr below 10 * tolerance), measured
   // in double at 3 points inside every interval, relative to each slot's max |W| (|dW/dr|).
-  FastPaiNNModel(PaiNNWeights weights, const std::string& dtype, int n_intervals = 0, double tolerance = 1e-7);
+  FastPaiNNModel(PaiNNWeights weights, const std::string& dtype, int n_intervals = 0, double tolerance = 2e-7);
   ~FastPaiNNModel();
   const PaiNNWeights& weights() const { return w_; }
   const std::string& dtype() const { return dtype_; }
