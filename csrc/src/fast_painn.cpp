@@ -159,6 +159,9 @@ template <typename T>
 struct PaiNNPacked {
   struct Block {
     PackedLayer<T> ctx1, ctx2, mix, intra1, intra2;
+    // the last block's mu is not used by the energy: its intraatomic_context_net.1 is evaluated for
+    // the q and q-mu outputs only (rows 0..F-1 and 2F..3F-1 of the layer)
+    PackedLayer<T> intra2_q, intra2_qmu;
   };
   int F = 0, L = 0, n_int = 0, n_slots = 0;
   double inv_h = 0.0, cutoff = 0.0;
@@ -215,7 +218,17 @@ std::unique_ptr<PaiNNPacked<T>> pack(const PaiNNWeights& w, int n_int, const std
   p->energy_scale = w.energy_scale;
   for (const auto& b : w.blocks)
     p->blocks.push_back({PackedLayer<T>(b.context1), PackedLayer<T>(b.context2), PackedLayer<T>(b.mu_mix),
-                         PackedLayer<T>(b.intra1), PackedLayer<T>(b.intra2)});
+                         PackedLayer<T>(b.intra1), PackedLayer<T>(b.intra2), {}, {}});
+  auto rows = [F](const DenseLayer& d, int r0) {  // output rows r0 .. r0 + F - 1 of a layer
+    DenseLayer o = d;
+    o.n_out = F;
+    o.weight.assign(d.weight.begin() + static_cast<size_t>(r0) * d.n_in,
+                    d.weight.begin() + static_cast<size_t>(r0 + F) * d.n_in);
+    if (!d.bias.empty()) o.bias.assign(d.bias.begin() + r0, d.bias.begin() + r0 + F);
+    return o;
+  };
+  p->blocks.back().intra2_q = PackedLayer<T>(rows(w.blocks.back().intra2, 0));
+  p->blocks.back().intra2_qmu = PackedLayer<T>(rows(w.blocks.back().intra2, 2 * F));
   for (const auto& d : w.readout) p->readout.emplace_back(d);
   // x0 in double, rounded once
   p->x0.resize(static_cast<size_t>(w.max_z) * 3 * F);
@@ -333,7 +346,7 @@ namespace {
 template <typename T>
 struct Ws {
   // forward, kept for the backward pass (per interaction t)
-  std::vector<std::vector<T>> x, dctx, mu, Y, vn, s, a, dint;
+  std::vector<std::vector<T>> x, dctx, mu, Y, vn, s, a, dint;  // vn: 1 / |V|
   std::vector<T> q, mid, ctx, hbuf;
   // backward
   std::vector<T> gq, gmu, gmu2, gx, ga, gh, gctx, gY;
@@ -519,6 +532,14 @@ __attribute__((always_inline)) inline void messages_backward(const T* __restrict
 // table node layout (L = W): [chunk of W features][part s][value | h dW/dr][W], so that a pair reads
 // two sequential 3F-float streams (nodes k and k + 1); chunk f / W starts at 6 f
 #define PYMOTOR_VTL(o) (*reinterpret_cast<const VU*>(n0 + 6 * f + (o)))
+// the next pair's table chunk (3 cache lines per node), fetched while this pair computes
+#define PYMOTOR_PREFETCH_NEXT()                                                        \
+  do {                                                                                 \
+    const char* pn = reinterpret_cast<const char*>(nn + 6 * f);                        \
+    const char* pn1 = reinterpret_cast<const char*>(nn + 2 * C + 6 * f);               \
+    __builtin_prefetch(pn), __builtin_prefetch(pn + 64), __builtin_prefetch(pn + 128); \
+    __builtin_prefetch(pn1), __builtin_prefetch(pn1 + 64), __builtin_prefetch(pn1 + 128); \
+  } while (0)
 
 template <typename T, bool first, int F>
 __attribute__((always_inline)) inline void messages_forward_v(const T* __restrict tab, int, int P, const int* pi,
@@ -531,6 +552,7 @@ __attribute__((always_inline)) inline void messages_forward_v(const T* __restric
   static_assert(F % W == 0, "F must be a multiple of the vector width");
   for (int e = 0; e < P; ++e) {
     const T* __restrict n0 = tab + static_cast<size_t>(ws.pk[e]) * 2 * C;
+    const T* nn = tab + static_cast<size_t>(ws.pk[e + 1 < P ? e + 1 : e]) * 2 * C;
     const T* hb = ws.hb.data() + static_cast<size_t>(e) * 8;
     const T h00 = hb[0], h10 = hb[1], h01 = hb[2], h11 = hb[3];  // scalar * vector broadcasts
     const T u0 = ws.u[3 * e], u1 = ws.u[3 * e + 1], u2 = ws.u[3 * e + 2];
@@ -544,6 +566,7 @@ __attribute__((always_inline)) inline void messages_forward_v(const T* __restric
     const T* __restrict ui = first ? nullptr : mu + static_cast<size_t>(i) * C;
     const T* __restrict uj = first ? nullptr : mu + static_cast<size_t>(j) * C;
     for (int f = 0; f < F; f += W) {
+      PYMOTOR_PREFETCH_NEXT();
       const V ws_ = h00 * PYMOTOR_VTL(0) + h10 * PYMOTOR_VTL(W) + h01 * PYMOTOR_VTL(2 * C) +
                     h11 * PYMOTOR_VTL(2 * C + W);
       const V wr = h00 * PYMOTOR_VTL(2 * W) + h10 * PYMOTOR_VTL(3 * W) + h01 * PYMOTOR_VTL(2 * C + 2 * W) +
@@ -585,6 +608,7 @@ __attribute__((always_inline)) inline void messages_backward_v(const T* __restri
   static_assert(F % W == 0, "F must be a multiple of the vector width");
   for (int e = 0; e < P; ++e) {
     const T* __restrict n0 = tab + static_cast<size_t>(ws.pk[e]) * 2 * C;
+    const T* nn = tab + static_cast<size_t>(ws.pk[e + 1 < P ? e + 1 : e]) * 2 * C;
     const T* hb = ws.hb.data() + static_cast<size_t>(e) * 8;
     const T h00 = hb[0], h10 = hb[1], h01 = hb[2], h11 = hb[3];  // scalar * vector broadcasts
     const T d00 = hb[4], d10 = hb[5], d01 = hb[6], d11 = hb[7];
@@ -599,6 +623,7 @@ __attribute__((always_inline)) inline void messages_backward_v(const T* __restri
     V ar = V{}, a0 = V{}, a1 = V{}, a2 = V{};
     if (first) {
       for (int f = 0; f < F; f += W) {
+        PYMOTOR_PREFETCH_NEXT();
         const V c0 = PYMOTOR_VTL(0), c1 = PYMOTOR_VTL(W), c2 = PYMOTOR_VTL(2 * C), c3 = PYMOTOR_VTL(2 * C + W);
         const V dws = d00 * c0 + d10 * c1 + d01 * c2 + d11 * c3;
         const V r0 = PYMOTOR_VTL(2 * W), r1 = PYMOTOR_VTL(3 * W), r2 = PYMOTOR_VTL(2 * C + 2 * W),
@@ -624,6 +649,7 @@ __attribute__((always_inline)) inline void messages_backward_v(const T* __restri
       T* __restrict gui = gmu_in + static_cast<size_t>(i) * C;
       T* __restrict guj = gmu_in + static_cast<size_t>(j) * C;
       for (int f = 0; f < F; f += W) {
+        PYMOTOR_PREFETCH_NEXT();
         V c0 = PYMOTOR_VTL(0), c1 = PYMOTOR_VTL(W), c2 = PYMOTOR_VTL(2 * C), c3 = PYMOTOR_VTL(2 * C + W);
         const V ws_ = h00 * c0 + h10 * c1 + h01 * c2 + h11 * c3;
         const V dws = d00 * c0 + d10 * c1 + d01 * c2 + d11 * c3;
@@ -680,6 +706,7 @@ __attribute__((always_inline)) inline void messages_backward_v(const T* __restri
 #undef PYMOTOR_VLD
 #undef PYMOTOR_VST
 #undef PYMOTOR_VTL
+#undef PYMOTOR_PREFETCH_NEXT
 
 // The message kernels with the feature count known at compile time for the common sizes (all
 // offsets into the per-atom rows and the table become immediates: fewer live pointers).
@@ -747,7 +774,7 @@ __attribute__((always_inline)) inline void evaluate_block_body(const PaiNNPacked
     // mixing: [V | W] = mid M^T per component, ctx = [q, |V|]
     T* Y = ws.Y[t].data();
     b.mix.forward(3 * M, mid, F, Y, 2 * F);
-    T* vn = ws.vn[t].data();
+    T* vinv = ws.vn[t].data();  // 1 / |V| for the backward pass
     T* sv = ws.s[t].data();
     T* ctx = ws.ctx.data();
     for (int i = 0; i < M; ++i) {
@@ -759,7 +786,7 @@ __attribute__((always_inline)) inline void evaluate_block_body(const PaiNNPacked
 #pragma omp simd
       for (int f = 0; f < F; ++f) {
         const T n = std::sqrt(y0[f] * y0[f] + y1[f] * y1[f] + y2[f] * y2[f] + p.eps);
-        vn[static_cast<size_t>(i) * F + f] = n;
+        vinv[static_cast<size_t>(i) * F + f] = T(1) / n;
         c[F + f] = n;
         sv[static_cast<size_t>(i) * F + f] = y0[f] * y0[F + f] + y1[f] * y1[F + f] + y2[f] * y2[F + f];
       }
@@ -767,7 +794,12 @@ __attribute__((always_inline)) inline void evaluate_block_body(const PaiNNPacked
     b.intra1.forward(M, ctx, 2 * F, ws.hbuf.data(), F);
     activate_fast<T>(b.intra1.act, ws.hbuf.data(), ws.dint[t].data(), MF);
     T* a = ws.a[t].data();
-    b.intra2.forward(M, ws.hbuf.data(), F, a, C);
+    if (t + 1 < NT) {
+      b.intra2.forward(M, ws.hbuf.data(), F, a, C);
+    } else {  // (aq, -, aqmu): the mu output of the last block is not needed
+      b.intra2_q.forward(M, ws.hbuf.data(), F, a, C);
+      b.intra2_qmu.forward(M, ws.hbuf.data(), F, a + 2 * F, C);
+    }
     for (int i = 0; i < M; ++i) {
       T* qi = q + static_cast<size_t>(i) * F;
       const T* ai = a + static_cast<size_t>(i) * C;
@@ -826,7 +858,7 @@ __attribute__((always_inline)) inline void evaluate_block_body(const PaiNNPacked
   for (int t = NT - 1; t >= 0; --t) {
     const auto& b = p.blocks[t];
     const T* Y = ws.Y[t].data();
-    const T* vn = ws.vn[t].data();
+    const T* vinv = ws.vn[t].data();
     const T* sv = ws.s[t].data();
     const T* a = ws.a[t].data();
     const bool last = t == NT - 1;  // gmu == 0
@@ -848,7 +880,12 @@ __attribute__((always_inline)) inline void evaluate_block_body(const PaiNNPacked
       }
     }
     T* gh = ws.gh.data();
-    b.intra2.backward(M, ga, C, gh, F, false);
+    if (!last) {
+      b.intra2.backward(M, ga, C, gh, F, false);
+    } else {
+      b.intra2_q.backward(M, ga, C, gh, F, false);
+      b.intra2_qmu.backward(M, ga + 2 * F, C, gh, F, true);
+    }
     if (b.intra1.act != Activation::None) {
       const T* d = ws.dint[t].data();
       for (size_t k = 0; k < MF; ++k) gh[k] *= d[k];
@@ -861,7 +898,7 @@ __attribute__((always_inline)) inline void evaluate_block_body(const PaiNNPacked
       T* gqi = gq + static_cast<size_t>(i) * F;
       const T* ai = a + static_cast<size_t>(i) * C;
       const T* gci = gctx + static_cast<size_t>(i) * 2 * F;
-      const T* vni = vn + static_cast<size_t>(i) * F;
+      const T* vni = vinv + static_cast<size_t>(i) * F;
       for (int d = 0; d < 3; ++d) {
         const T* y = Y + static_cast<size_t>(3 * i + d) * 2 * F;
         const T* gmd = gmu + static_cast<size_t>(i) * C + static_cast<size_t>(d) * F;
@@ -869,7 +906,7 @@ __attribute__((always_inline)) inline void evaluate_block_body(const PaiNNPacked
 #pragma omp simd
         for (int f = 0; f < F; ++f) {
           const T gs = gqi[f] * ai[2 * F + f];
-          gy[f] = gs * y[F + f] + gci[F + f] * y[f] / vni[f];
+          gy[f] = gs * y[F + f] + gci[F + f] * y[f] * vni[f];
           gy[F + f] = (last ? T(0) : gmd[f] * ai[F + f]) + gs * y[f];
         }
       }
