@@ -17,7 +17,7 @@ The large-force differences are the TorchScript model's float32 rounding (1.5e-6
 fast float64 evaluator against SchNetPack's eager PaiNN in float64 differs by max |dE| 1.4e-8 eV,
 max |dF| 9.9e-7 eV/A with the default table (512 intervals, 0.0098 A: the interpolation error) and
 by 6e-12 eV, 2.1e-9 eV/A with 4096 intervals (the backward pass is exact). NVE, 60 fs: max
-|E_tot - E_tot(0)| 6.29e-4 eV (fast) vs 6.23e-4 eV (TorchScript).
+|E_tot - E_tot(0)| 6.26e-4 eV (fast) vs 6.23e-4 eV (TorchScript).
 """
 import json
 
