@@ -4,6 +4,7 @@
 name               module                                          evaluates
 =================  ==============================================  ======================
 ``fast``           :mod:`~pymotor.backends.fast_schnet`            SchNetPack SchNet (C++ kernels)
+``fast-painn``     :mod:`~pymotor.backends.fast_painn`             SchNetPack PaiNN (C++ kernels)
 ``torchscript``    :mod:`~pymotor.backends.torchscript`            any deployed TorchScript file
 (analytic)         :mod:`~pymotor.backends.analytic`               harmonic, Lennard-Jones
 (callback)         :mod:`~pymotor.backends.ase_callback`           any ASE calculator
