@@ -25,15 +25,12 @@ is compared with the TorchScript model on a small test molecule (``check=True``)
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
-
-import numpy as np
 
 from .. import _core
 from ..modelfile import ModelFile
-from .base import DEFAULT_SKIN_A, NNModel, UnsupportedModelError
-from .fast_schnet import _children, _dense, _name, _postprocessor_offset, _test_molecule, _zbl
-from .torchscript import TorchScriptModel
+from .base import UnsupportedModelError
+from .fast_schnet import _children, _dense, _name, _zbl
+from .tabulated import TabulatedModel
 
 __all__ = ["FastPaiNNModel", "UnsupportedModelError", "read_painn_weights"]
 
@@ -180,7 +177,7 @@ def read_painn_weights(module) -> dict:
     }
 
 
-class FastPaiNNModel(NNModel):
+class FastPaiNNModel(TabulatedModel):
     """An exported PaiNN evaluated by pymotor's C++ PaiNN kernels.
 
     Parameters
@@ -207,102 +204,26 @@ class FastPaiNNModel(NNModel):
     """
 
     backend = "fast-painn"
+    architecture = "painn"
+    name = "PaiNN"
+    backend_name = "fast PaiNN backend"
 
     def __init__(self, path: str | os.PathLike | ModelFile, energy_unit: str | None = None,
                  length_unit: str | None = None, device: str | None = None, dtype: str = "float32",
                  n_intervals: int = 0, tolerance: float = 2e-7, n_threads: int = 1, block_atoms: int = 256,
                  check: bool = True):
-        if device not in (None, "cpu"):
-            raise ValueError(f"`device`: the fast PaiNN backend runs on the CPU only, got {device!r}")
-        if dtype not in ("float32", "float64"):
-            raise ValueError(f"`dtype` must be 'float32' or 'float64', got {dtype!r}")
-        if int(n_intervals) < 0:
-            raise ValueError(f"`n_intervals` must be >= 0, got {n_intervals}")
-        if not tolerance > 0:
-            raise ValueError(f"`tolerance` must be positive, got {tolerance}")
-        if int(n_threads) < 0:
-            raise ValueError(f"`n_threads` must be >= 0, got {n_threads}")
         if int(block_atoms) < 1:
             raise ValueError(f"`block_atoms` must be >= 1, got {block_atoms}")
-        super().__init__(path if isinstance(path, ModelFile) else ModelFile(path, energy_unit, length_unit))
-        self.device = "cpu"
-        self._reference: TorchScriptModel | None = None
-        import torch
-
-        try:
-            module = torch.jit.load(str(self.path), map_location="cpu")
-        except RuntimeError as exc:
-            raise ValueError(f"`path`: {self.path} is not a loadable TorchScript model ({exc})") from exc
-        self.weights: dict[str, Any] = read_painn_weights(module)
-        if abs(self.weights["cutoff"] * self.length_unit_A - self.cutoff_A) > 1e-6 * self.cutoff_A:
-            raise UnsupportedModelError(
-                f"the model's cosine cutoff ({self.weights['cutoff']}) differs from the file's stated cutoff "
-                f"({self.cutoff_A / self.length_unit_A})")
-        self.dtype = dtype
-        self.n_threads = int(n_threads)
         self.block_atoms = int(block_atoms)
-        self._fast = _core.FastPaiNNModel(self.weights, dtype, int(n_intervals), float(tolerance))
-        self.check_report: dict | None = None
-        if check:
-            self._check_against_torchscript()
+        super().__init__(path, energy_unit, length_unit, device, dtype, n_intervals, tolerance, n_threads, check)
+        self._finish_init()
 
-    @property
-    def table_info(self) -> dict:
-        """Filter-table grid: ``n_intervals``, ``spacing`` (model length unit) and the measured
-        maximum relative interpolation errors of W and dW/dr."""
-        return self._fast.table_info
+    def _read_weights(self, module) -> dict:
+        return read_painn_weights(module)
 
-    def potential(self, atomic_numbers: Sequence[int], skin_A: float = DEFAULT_SKIN_A):
-        """A C++ potential of this model for molecules with these atomic numbers."""
-        z = [int(v) for v in atomic_numbers]
-        self.check_elements(z)
-        offset = self.energy_offset_eV(z) + _postprocessor_offset(self.weights["postprocessor_offsets"], z) \
-            * self.energy_unit_eV
+    def _make_core(self, dtype: str, n_intervals: int, tolerance: float):
+        return _core.FastPaiNNModel(self.weights, dtype, n_intervals, tolerance)
+
+    def _core_potential(self, z, skin_A: float, offset_eV: float):
         return _core.FastPaiNNPotential(self._fast, z, self.cutoff_A, skin_A, self.length_unit_A,
-                                        self.energy_unit_eV, offset, self.n_threads, self.block_atoms)
-
-    @property
-    def reference(self) -> TorchScriptModel:
-        """The TorchScript evaluator of the same file (the reference this backend reproduces)."""
-        if self._reference is None:
-            self._reference = TorchScriptModel(self.file, device="cpu")
-        return self._reference
-
-    def torchscript_potential(self, atomic_numbers: Sequence[int], skin_A: float = DEFAULT_SKIN_A):
-        """The TorchScript potential of the same file (the reference this backend reproduces)."""
-        return self.reference.potential(atomic_numbers, skin_A)
-
-    def describe(self) -> dict:
-        return dict(super().describe(), dtype=self.dtype, architecture="painn")
-
-    def _check_against_torchscript(self) -> None:
-        pos, numbers = _test_molecule(self.elements)
-        geometries = [pos]
-        zbl = self.weights.get("zbl")
-        if zbl is not None:  # one pair inside the prior's range, where the repulsion is switched on
-            r = 0.5 * (zbl.get("r_on", 0.0) + zbl["r_off"]) if zbl["switch"] != "none" else 0.7
-            close = pos.copy()
-            u = (pos[1] - pos[0]) / np.linalg.norm(pos[1] - pos[0])
-            close[1] = pos[0] + r * self.length_unit_A * u
-            geometries.append(close)
-        de = df = 0.0
-        ok = True
-        for g in geometries:
-            e_ts, f_ts = self.torchscript_potential(numbers).compute(g[None])
-            e_fa, f_fa = self.potential(numbers).compute(g[None])
-            de_g, df_g = abs(float(e_ts[0] - e_fa[0])), float(np.abs(f_ts - f_fa).max())
-            de, df = max(de, de_g), max(df, df_g)
-            # the TorchScript model adds in-file offsets in float32: allow for their rounding
-            e_tol = 1e-4 + 1e-5 * abs(float(e_ts[0] - self.energy_offset_eV(numbers)))
-            f_tol = 1e-3 + 1e-4 * float(np.abs(f_ts).max())
-            ok = ok and de_g <= e_tol and df_g <= f_tol
-        self.check_report = {"max_abs_dE_eV": de, "max_abs_dF_eV_per_A": df, "n_geometries": len(geometries)}
-        if not ok:
-            raise UnsupportedModelError(
-                f"the fast PaiNN evaluator disagrees with the TorchScript model of {self.path.name} on a test "
-                f"molecule (|dE| = {de:.3g} eV, max |dF| = {df:.3g} eV/A): the file holds a PaiNN variant the "
-                "fast PaiNN backend does not reproduce; use backend='torchscript'")
-
-    def __repr__(self) -> str:
-        return (f"FastPaiNNModel({str(self.path)!r}, cutoff_A={self.cutoff_A:g}, energy_unit={self.energy_unit!r}, "
-                f"dtype={self.dtype!r}, n_intervals={self.table_info['n_intervals']})")
+                                        self.energy_unit_eV, offset_eV, self.n_threads, self.block_atoms)
