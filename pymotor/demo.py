@@ -114,13 +114,13 @@ def _xtb_md_worker(db, md_dir, steps, timestep_fs, temperature_K, segment, done,
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from . import run_md
     from .data import make_calculator
-    from .workflows import _has_state, _steps_in, start_from_dataset
+    from .workflows import _steps_in, start_from_dataset
 
     atoms = start_from_dataset(db, split="test")
     calc = make_calculator(backend="tblite", atoms=atoms)
     path = Path(md_dir) / "xtb.h5"
     timing = Path(md_dir) / "xtb_timing.json"
-    current = _steps_in(path) if path.is_file() and _has_state(path) else 0
+    current = _steps_in(path)
     if current >= steps and timing.is_file():  # finished by an earlier demo run
         done.value = current
         seconds_per_step.value = json.loads(timing.read_text())["seconds_per_step"]

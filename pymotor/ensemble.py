@@ -151,16 +151,10 @@ class Member:
 
 
 def _state_step(path: Path) -> int | None:
-    """The committed step of a member's file; None when it has none yet (or cannot be read
-    here: run_md then says why)."""
-    if not path.exists():
-        return None
-    from .trajectory import read_state
+    """The committed step of a member's file (None: none yet, or unreadable here: run_md says why)."""
+    from .trajectory import committed_step
 
-    try:
-        return int(read_state(path)["step"])
-    except Exception:  # noqa: BLE001 - run_md reports a damaged or locked file itself
-        return None
+    return committed_step(path)
 
 
 def run_member(m: Member) -> dict:

@@ -375,6 +375,18 @@ def read_state(path: str | os.PathLike, what: str = "restart") -> dict:
     return st
 
 
+def committed_step(path: str | os.PathLike) -> int | None:
+    """The step of the committed restart state in a pymotor file; None when the file does not
+    exist or has no readable state (run_md, given it as ``restart``, then says why)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return int(read_state(path)["step"])
+    except Exception:  # noqa: BLE001 - a damaged, locked or not-yet-started file has no usable state
+        return None
+
+
 def read_trajectory(path: str | os.PathLike, start: int = 0, stop: int | None = None,
                     step: int = 1, allow_running: bool = False) -> Trajectory:
     """Read frames ``start:stop:step`` of a pymotor H5MD file into a :class:`Trajectory`.

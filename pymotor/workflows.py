@@ -83,7 +83,7 @@ def run_pair(model, atoms: Atoms, out_dir: str | os.PathLike, steps: int = 5000,
 
     def one(position, name, pot):
         path = out / f"{name}.h5"
-        done_before = _steps_in(path) if (resume and path.is_file() and _has_state(path)) else 0
+        done_before = _steps_in(path) if resume else 0
         bar = {"desc": f"{name.upper()} MD", "position": position} if progress else False
         t0 = time.perf_counter()
         try:
@@ -114,17 +114,8 @@ def run_pair(model, atoms: Atoms, out_dir: str | os.PathLike, steps: int = 5000,
     return PairResult(nn=out / "nn.h5", xtb=out / "xtb.h5" if xtb_backend else None, seconds_per_step=timings)
 
 
-def _has_state(path: Path) -> bool:
-    from .trajectory import read_state
-
-    try:
-        read_state(path)
-        return True
-    except (OSError, ValueError):
-        return False
-
-
 def _steps_in(path: Path) -> int:
-    from .trajectory import read_state
+    """Steps already in a run's file (0 for none or no committed state)."""
+    from .trajectory import committed_step
 
-    return int(read_state(path)["step"])
+    return committed_step(path) or 0

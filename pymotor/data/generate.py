@@ -308,15 +308,9 @@ class _Job:
 
 
 def _state_step(path: Path) -> int | None:
-    """Last saved step of an H5MD file with a restart state; None if absent/unreadable."""
-    if not path.exists():
-        return None
-    try:
-        from pymotor.trajectory import read_state
+    from ..trajectory import committed_step
 
-        return int(read_state(path)["step"])
-    except Exception:  # noqa: BLE001 - a file killed before its first state is unusable
-        return None
+    return committed_step(path)
 
 
 def _last_frame_step(path: Path) -> int | None:

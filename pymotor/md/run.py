@@ -18,6 +18,7 @@ from ase import Atoms
 
 from .. import _core, connectivity
 from ..backends import describe, load_model, make_potential
+from ..h5md import PARTICLES
 from ..trajectory import Trajectory, TrajectoryFileError, open_h5, read_state
 from .errors import MDError
 from .recorder import Recorder, current_frame
@@ -287,7 +288,8 @@ def _never_started(path: Path) -> bool:
     with no frame and no state."""
     try:
         with open_h5(path, "r", "restart") as f:
-            n = f["particles/trajectory/position/step"].shape[0] if "particles/trajectory/position" in f else 0
+            steps = f"{PARTICLES}/position/step"
+            n = f[steps].shape[0] if steps in f else 0
             return n == 0
     except TrajectoryFileError:
         return path.stat().st_size < 65536
