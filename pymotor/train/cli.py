@@ -64,6 +64,10 @@ def register(subparsers) -> None:
     p.add_argument("--stride", type=_stride, default=1, metavar="N[,N...]",
                    help="use every N-th training/validation frame (default 1); one N per database, "
                         "comma-separated, to stride long MD references but not sparse frames")
+    p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
+                   help="train through a traced, torch.compile-d energy+force graph (same numbers, "
+                        "~4-5x faster for PaiNN on a CPU; ~2 min to compile). auto (default): on "
+                        "for training sets of 1000 frames or more")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
@@ -116,7 +120,8 @@ def _train(args) -> int:
                 weighting=args.weighting, init_from=args.init_from, device=args.device,
                 progress=not args.no_progress, num_threads=args.threads,
                 hyperparameters=_with_prior(_parse_hp(args.hp), args.prior), stride=args.stride,
-                max_time_s=None if args.max_time is None else args.max_time * 3600.0)
+                max_time_s=None if args.max_time is None else args.max_time * 3600.0,
+                compile={"auto": None, "on": True, "off": False}[args.compile])
     print(f"{res['run_dir']}: epoch {res['epoch']}, step {res['global_step']}, best val loss "
           f"{res['best_val_loss']}, {res['wall_time_s']:.0f} s ({res['stop_reason']})")
     return 0

@@ -233,6 +233,7 @@ def train(
     hyperparameters: Optional[dict] = None,
     max_time_s: Optional[float] = None,
     stride: Union[int, Sequence[int]] = 1,
+    compile: Optional[bool] = None,
 ) -> dict:
     """Train a SchNet (or PaiNN) energy+force model with SchNetPack; resume if `out` exists.
 
@@ -268,6 +269,11 @@ def train(
             parts (MD frames 0.5 fs apart are nearly identical); one int, or one per database
             (e.g. long MD references strided, sparse active-learning frames not). The test part
             is always evaluated in full by `evaluate`.
+        compile: train through a traced, ``torch.compile``-d energy+force graph
+            (:mod:`pymotor.train.compiled`; the same numbers as the eager model, ~4-5x the
+            frames/s for the CPNX PaiNN on one CPU thread, ~2 min of compilation per session
+            and batch shape). ``None`` (default): on when the training set has at least
+            1000 frames. Not part of the run's configuration: a run may resume either way.
 
     Returns:
         dict with ``run_dir``, ``global_step``, ``epoch``, ``best_val_loss``, ``wall_time_s``.
@@ -296,6 +302,8 @@ def train(
     stride = _check_stride(stride, len(db_paths))
     if int(batch_size) < 1:
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size!r}")
+    if compile not in (None, True, False):
+        raise ValueError(f"`compile` must be None (auto), True or False, got {compile!r}")
     hp = dict(DEFAULT_HYPERPARAMETERS)
     for k, v in (hyperparameters or {}).items():
         if k not in hp:
@@ -433,7 +441,7 @@ def train(
 
     cfg["config"]["epochs"] = int(epochs)
     with quiet_lightning(), _quiet_lightning_logs(progress):
-        return _fit(cfg, run_dir, infos, frames, atomrefs, mean_per_atom, norm, hp, dev, progress,
+        return _fit(cfg, run_dir, infos, frames, atomrefs, mean_per_atom, norm, hp, dev, progress, compile,
                     resume, init_dir, max_time_s)
 
 
@@ -527,6 +535,32 @@ def _session_timer(limit_s: float):
     return SessionTimer()
 
 
+#: training sets at least this large are trained through the compiled graph by default
+COMPILE_MIN_FRAMES = 1000
+
+
+def _task_class(net, compile_cutoff_A):
+    """SchNetPack's AtomisticTask, predicting through :class:`CompiledForceField` when
+    `compile_cutoff_A` is given (the eager model for batches it does not take)."""
+    import schnetpack as spk
+
+    if compile_cutoff_A is None:
+        return spk.task.AtomisticTask
+    from .compiled import CompiledForceField
+
+    compiled = CompiledForceField(net, compile_cutoff_A)
+
+    class CompiledTask(spk.task.AtomisticTask):
+        def forward(self, inputs):
+            if not self.model.do_postprocessing:
+                out = compiled(inputs)
+                if out is not None:
+                    return out
+            return self.model(inputs)
+
+    return CompiledTask
+
+
 def _make_datamodule(train_set, val_set, batch_size, val_batch_size):
     import pytorch_lightning as pl
     from schnetpack.data import AtomsLoader
@@ -545,7 +579,7 @@ def _make_datamodule(train_set, val_set, batch_size, val_batch_size):
     return FramesDataModule()
 
 
-def _fit(cfg, run_dir, infos, frames, atomrefs, mean_per_atom, norm, hp, dev, progress, resume,
+def _fit(cfg, run_dir, infos, frames, atomrefs, mean_per_atom, norm, hp, dev, progress, compile, resume,
          init_dir, max_time_s):
     import pytorch_lightning as pl
     import torch
@@ -593,7 +627,9 @@ def _fit(cfg, run_dir, infos, frames, atomrefs, mean_per_atom, norm, hp, dev, pr
         spk.task.ModelOutput(name="energy", loss_fn=torch.nn.MSELoss(), loss_weight=we, metrics=metrics()),
         spk.task.ModelOutput(name="forces", loss_fn=torch.nn.MSELoss(), loss_weight=wf, metrics=metrics()),
     ]
-    task = spk.task.AtomisticTask(
+    if compile is None:
+        compile = len(train_set) >= COMPILE_MIN_FRAMES
+    task = _task_class(net, float(hp["cutoff"]) if compile else None)(
         model=net,
         outputs=outputs,
         optimizer_cls=torch.optim.AdamW,
@@ -655,7 +691,7 @@ def _fit(cfg, run_dir, infos, frames, atomrefs, mean_per_atom, norm, hp, dev, pr
     start = _now()
     record = {"start": start, "end": None, "wall_time_s": 0.0, "device": dev,
               "global_step": None, "epoch": None, "epochs_requested": int(c["epochs"]),
-              "stop_reason": "running", "log": f"logs/session_{session}"}
+              "stop_reason": "running", "log": f"logs/session_{session}", "compiled": bool(compile)}
     cfg["sessions"].append(record)
     _write_json(run_dir / "run.json", cfg)
     callbacks.append(_session_recorder(cfg, record, run_dir, t0))

@@ -1,0 +1,203 @@
+"""Training-time energy and forces as one traced, compiled graph (CPU or GPU).
+
+SchNetPack trains a force field through a double backward: the forces are
+``-dE/dR`` with ``create_graph=True`` and the loss is differentiated through them.
+``torch.compile`` cannot compile a double backward, and PaiNN's eager double backward is
+dominated by element-wise products over (pairs x 3 x features) tensors (the profile of a
+CPNX batch: ~55% of the time in ``aten::mul``).  Following NequIP's training compile, the
+force computation is traced into an ordinary forward graph of aten ops
+(``torch.fx.experimental.proxy_tensor.make_fx``: autograd's backward ops for ``dE/dR`` are
+recorded), which ``torch.compile`` (Inductor) then fuses and differentiates once.
+
+Three details make the traced graph exact and reusable:
+
+* ``aten.detach`` nodes that the tracer records for autograd's saved tensors would cut the
+  parameters' path through the force graph (the loss gradient would lose its
+  second-order part); they are removed.  The SchNetPack models pymotor trains (SchNet,
+  PaiNN, the ZBL prior) contain no detach of their own.
+* Shapes are static: the pair list is padded to a capacity (~15% above the first batch)
+  with self-pairs of atom 0 displaced by more than the cutoff, whose filters, cosine cutoff
+  and ZBL switch are exactly zero (energy and forces are unchanged, tested).  One graph is
+  kept per (atoms, molecules) batch shape, at most ``max_shapes``; other batches (e.g. a
+  short last batch) run eagerly.
+* SchNetPack's ``Atomwise`` and ``ZBLRepulsionEnergy`` read the number of molecules as
+  ``int(idx_m[-1]) + 1`` (a data-dependent value a tracer cannot read); while tracing they
+  use ``n_atoms.shape[0]``, the same number.
+
+The module parameters are arguments of the graph, so optimiser steps and the EMA swap at
+validation act on the graph without re-tracing, and checkpoints keep SchNetPack's keys.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from typing import Dict, Optional
+
+import torch
+
+__all__ = ["CompiledForceField", "trace_energy_forces"]
+
+#: inputs the traced graph reads (SchNetPack property keys)
+_KEYS = ("_atomic_numbers", "_positions", "_idx_m", "_idx_i", "_idx_j", "_offsets", "_n_atoms")
+
+
+@contextlib.contextmanager
+def _traceable_molecule_count():
+    """Atomwise / ZBLRepulsionEnergy with the molecule count from ``n_atoms.shape[0]``."""
+    import schnetpack.nn as snn
+    import schnetpack.properties as P
+    from schnetpack.atomistic import Atomwise, ZBLRepulsionEnergy
+
+    def atomwise_forward(self, inputs):
+        y = self.outnet(inputs["scalar_representation"])
+        if self.per_atom_output_key is not None:
+            inputs[self.per_atom_output_key] = y
+        if self.aggregation_mode is not None:
+            y = snn.scatter_add(y, inputs[P.idx_m], dim_size=inputs[P.n_atoms].shape[0])
+            y = torch.squeeze(y, -1)
+            if self.aggregation_mode == "avg":
+                y = y / inputs[P.n_atoms]
+        inputs[self.output_key] = y
+        return inputs
+
+    def zbl_forward(self, inputs):
+        import torch.nn.functional as F
+
+        z = inputs[P.Z]
+        d_ij = torch.norm(inputs[P.Rij], dim=1)
+        idx_i, idx_j = inputs[P.idx_i], inputs[P.idx_j]
+        a = z ** F.softplus(self.a_pow)
+        a_ij = (a[idx_i] + a[idx_j]) * F.softplus(self.a_div)
+        exponents = a_ij[..., None] * F.softplus(self.exponents)[None, ...]
+        coefficients = F.normalize(F.softplus(self.coefficients)[None, ...], p=1.0, dim=1)
+        screening = torch.sum(coefficients * torch.exp(-exponents * d_ij[:, None]), dim=1)
+        repulsion = (z[idx_i] * z[idx_j]) / d_ij
+        if self.cutoff_fn is not None:
+            repulsion = repulsion * self.cutoff_fn(d_ij)
+        y = snn.scatter_add(repulsion * screening, idx_i, dim_size=z.shape[0])
+        y = snn.scatter_add(y, inputs[P.idx_m], dim_size=inputs[P.n_atoms].shape[0])
+        inputs[self.output_key] = 0.5 * self.ke * y
+        return inputs
+
+    saved = Atomwise.forward, ZBLRepulsionEnergy.forward
+    Atomwise.forward, ZBLRepulsionEnergy.forward = atomwise_forward, zbl_forward
+    try:
+        yield
+    finally:
+        Atomwise.forward, ZBLRepulsionEnergy.forward = saved
+
+
+def _pad_pairs(inputs: Dict[str, torch.Tensor], capacity: int, far_A: float) -> list:
+    """The graph's inputs, pair list padded to `capacity` with far-away self-pairs of atom 0."""
+    n = inputs["_idx_i"].shape[0]
+    extra = capacity - n
+    args = []
+    for k in _KEYS:
+        x = inputs[k]
+        if k in ("_idx_i", "_idx_j"):
+            x = torch.cat([x, x.new_zeros(extra)])
+        elif k == "_offsets":
+            pad = x.new_zeros((extra, 3))
+            pad[:, 0] = far_A
+            x = torch.cat([x, pad])
+        args.append(x)
+    return args
+
+
+def trace_energy_forces(net, inputs: Dict[str, torch.Tensor], capacity: int, far_A: float):
+    """``(params, buffers, *inputs) -> (energy, forces)`` of `net` (training mode, no
+    postprocessing) as an ``fx.GraphModule`` with the force graph unrolled (see module doc)."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+    from torch.func import functional_call
+
+    def energy_forces(params, buffers, *args):
+        x = dict(zip(_KEYS, args))
+        out = functional_call(net, (params, buffers), (x,))
+        return out["energy"], out["forces"]
+
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    buffers = dict(net.named_buffers())
+    args = _pad_pairs(inputs, capacity, far_A)
+    pp = net.do_postprocessing
+    net.do_postprocessing = False
+    try:
+        with _traceable_molecule_count():
+            gm = make_fx(energy_forces, tracing_mode="real")(params, buffers, *args)
+    finally:
+        net.do_postprocessing = pp
+    detach = (torch.ops.aten.detach.default, torch.ops.aten.alias.default)
+    for node in list(gm.graph.nodes):
+        if node.op == "call_function" and node.target in detach:
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    return gm
+
+
+class CompiledForceField:
+    """Energy and forces of a SchNetPack ``NeuralNetworkPotential`` for training batches,
+    from traced and compiled graphs (one per batch shape); ``None`` where the eager model
+    must be used.
+
+    Parameters
+    ----------
+    net : schnetpack.model.NeuralNetworkPotential
+        The model; its parameters are read at every call (optimiser steps, EMA swaps).
+    cutoff_A : float
+        The model's cutoff in Angstrom (padding pairs are placed at ``2 * cutoff_A + 1``).
+    compile : bool
+        ``torch.compile`` the traced graphs (Inductor); ``False`` runs the traced graphs
+        as they are (for tests).
+    max_shapes : int
+        Most batch shapes that get a graph of their own.
+    """
+
+    def __init__(self, net, cutoff_A: float, compile: bool = True, max_shapes: int = 3):
+        self.net = net
+        self.far_A = 2.0 * float(cutoff_A) + 1.0
+        self.compile = bool(compile)
+        self.max_shapes = int(max_shapes)
+        self._graphs: Dict[tuple, tuple] = {}  # shape -> (capacity, callable)
+        self._failed = False
+        self.traces = 0
+
+    def _graph(self, inputs, key):
+        n_pairs = int(inputs["_idx_i"].shape[0])
+        entry = self._graphs.get(key)
+        if entry is not None and n_pairs <= entry[0]:
+            return entry
+        if entry is None and len(self._graphs) >= self.max_shapes:
+            return None
+        capacity = int(math.ceil(1.15 * n_pairs / 256.0) * 256)
+        gm = trace_energy_forces(self.net, inputs, capacity, self.far_A)
+        self.traces += 1
+        fn = torch.compile(gm, dynamic=False) if self.compile else gm
+        self._graphs[key] = (capacity, fn)
+        return self._graphs[key]
+
+    def __call__(self, inputs: Dict[str, torch.Tensor]) -> Optional[Dict[str, torch.Tensor]]:
+        if self._failed or any(k not in inputs for k in _KEYS):
+            return None
+        key = (int(inputs["_positions"].shape[0]), int(inputs["_n_atoms"].shape[0]),
+               inputs["_positions"].dtype, inputs["_positions"].device)
+        try:
+            entry = self._graph(inputs, key)
+        except Exception as err:  # an architecture the tracer cannot handle: eager from now on
+            self._failed = True
+            warnings.warn(f"compiled training disabled, the model runs eagerly: {type(err).__name__}: {err}",
+                          RuntimeWarning, stacklevel=2)
+            return None
+        if entry is None:
+            return None
+        capacity, fn = entry
+        params = dict(self.net.named_parameters())
+        buffers = dict(self.net.named_buffers())
+        args = _pad_pairs(inputs, capacity, self.far_A)
+        if self.net.training:
+            energy, forces = fn(params, buffers, *args)
+        else:
+            with torch.no_grad():
+                energy, forces = fn(params, buffers, *args)
+        return {"energy": energy, "forces": forces}
