@@ -68,7 +68,7 @@ def test_tiny_demo_default_runs_the_shipped_model_with_the_fast_backend(tmp_path
     h = run_demo(work, scale="tiny", progress=False)
     nn = _check_common(h, work)
     assert nn.metadata["potential"]["kind"] == "fast"
-    assert h["backend"] == "fast" and h["backend_requested"] == "auto"
+    assert h["backend"] == "fast-schnet" and h["backend_requested"] == "auto"
     assert h["model"]["name"] == DEFAULT_MODEL and h["model"]["source"] == "shipped"
     assert h["model"]["path"] == str(models.path(DEFAULT_MODEL))
     assert h["training"] is None
@@ -84,7 +84,7 @@ def test_tiny_demo_default_runs_the_shipped_model_with_the_fast_backend(tmp_path
     capsys.readouterr()
     _print_headline(h)
     printed = capsys.readouterr().out
-    assert f"model: {DEFAULT_MODEL} (shipped" in printed and "MD backend: fast" in printed
+    assert f"model: {DEFAULT_MODEL} (shipped" in printed and "MD backend: fast-schnet" in printed
     for text in ("test MAE", "rmsf_pearson_r", "power_spectrum_pearson_r", "ms/step", "speed-up"):
         assert text in printed, text
     assert ("WARNING" in printed) == bool(h["warnings"])
@@ -106,7 +106,7 @@ def test_tiny_demo_train_has_an_epoch_budget_and_is_reproducible(tmp_path):
         _check_common(h, work)
         assert h["model"]["source"] == "trained"
         assert h["model"]["path"] == str((work / "model.pt").resolve())
-        assert h["backend"] == "fast"
+        assert h["backend"] == "fast-schnet"
         tr = h["training"]
         assert tr["epochs_budget"] == epochs and tr["stop_reason"] == "max_epochs"
         assert tr["epochs_done"] == epochs and tr["optimizer_steps"] > 0

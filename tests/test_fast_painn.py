@@ -340,7 +340,7 @@ def test_unsupported_variants_are_named_and_auto_falls_back(tmp_path, tiny_model
     p = _save(torch.jit.script(schnet), tmp_path / "schnet.pt", c, _metadata(c))
     with pytest.raises(UnsupportedModelError, match="representation SchNet is not supported.*PaiNN only"):
         pymotor.load_model(p, backend="fast-painn")
-    assert pymotor.load_model(p).backend == "fast"  # auto: the fast SchNet
+    assert pymotor.load_model(p).backend == "fast-schnet"  # auto: the fast SchNet
     with pytest.raises(UnsupportedModelError, match="TinySchNet, not a SchNetPack NeuralNetworkPotential"):
         pymotor.load_model(tiny_model_path, backend="fast-painn")
     assert pymotor.load_model(tiny_model_path).backend == "torchscript"

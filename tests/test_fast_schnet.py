@@ -234,18 +234,19 @@ def test_painn_and_custom_models_are_refused_clearly(tmp_path, tiny_model_path):
                         spk.atomistic.Forces(energy_key="energy", force_key="forces")])
     p = _save(torch.jit.script(model.eval()), tmp_path / "painn.pt", c, _metadata(c))
     with pytest.raises(UnsupportedModelError, match="representation PaiNN is not supported.*SchNet only"):
-        pymotor.load_model(p, backend="fast")
+        pymotor.load_model(p, backend="fast-schnet")
+    assert pymotor.load_model(p, backend="fast").backend == "fast-painn"
     auto = pymotor.load_model(p, backend="auto")
     assert auto.backend == "fast-painn"  # auto takes the next registered backend that reads it
     with pytest.raises(UnsupportedModelError, match="TinySchNet, not a SchNetPack NeuralNetworkPotential"):
-        pymotor.load_model(tiny_model_path, backend="fast")
+        pymotor.load_model(tiny_model_path, backend="fast-schnet")
     assert type(pymotor.load_model(tiny_model_path, backend="auto")) is pymotor.Model
 
 
 def test_backend_choice_and_options(models):
     assert isinstance(pymotor.load_model(models["small"], backend="auto"), FastSchNetModel)
     auto = pymotor.load_model(models["small"])  # the default is auto: the fast backend for a SchNet
-    assert isinstance(auto, FastSchNetModel) and auto.describe()["kind"] == "fast"
+    assert isinstance(auto, FastSchNetModel) and auto.describe()["kind"] == "fast-schnet"
     assert type(pymotor.load_model(models["small"], backend="torchscript")) is pymotor.Model
     with pytest.raises(ValueError, match="`backend` must be 'auto' or one of"):
         pymotor.load_model(models["small"], backend="jax")

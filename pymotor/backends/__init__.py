@@ -3,7 +3,8 @@
 =================  ==============================================  ======================
 name               module                                          evaluates
 =================  ==============================================  ======================
-``fast``           :mod:`~pymotor.backends.fast_schnet`            SchNetPack SchNet (C++ kernels)
+``fast``           :mod:`~pymotor.backends.fast`                   the fast evaluator of the file's architecture
+``fast-schnet``    :mod:`~pymotor.backends.fast_schnet`            SchNetPack SchNet (C++ kernels)
 ``fast-painn``     :mod:`~pymotor.backends.fast_painn`             SchNetPack PaiNN (C++ kernels)
 ``torchscript``    :mod:`~pymotor.backends.torchscript`            any deployed TorchScript file
 (analytic)         :mod:`~pymotor.backends.analytic`               harmonic, Lennard-Jones
@@ -30,12 +31,13 @@ __all__ = ["REGISTRY", "AUTO_ORDER", "load_model", "make_potential", "describe",
 #: backend name -> "module:class" (imported on use)
 REGISTRY = {
     "torchscript": "pymotor.backends.torchscript:TorchScriptModel",
-    "fast": "pymotor.backends.fast_schnet:FastSchNetModel",
+    "fast": "pymotor.backends.fast:load_fast",
+    "fast-schnet": "pymotor.backends.fast_schnet:FastSchNetModel",
     "fast-painn": "pymotor.backends.fast_painn:FastPaiNNModel",
 }
 #: ``backend="auto"``: tried in this order; CPU-only backends are skipped on a GPU device
-AUTO_ORDER = ("fast", "fast-painn", "torchscript")
-CPU_ONLY = {"fast", "fast-painn"}
+AUTO_ORDER = ("fast", "torchscript")
+CPU_ONLY = {"fast", "fast-schnet", "fast-painn"}
 
 
 def backend_class(name: str):
@@ -52,9 +54,10 @@ def load_model(path: str | os.PathLike, energy_unit: str | None = None, length_u
     ``backend="auto"`` (default) takes the fastest registered backend that supports the
     file's architecture and device, verified against the TorchScript reference at load (the
     fast SchNet), else TorchScript. ``"torchscript"`` runs the file through libtorch (CPU or
-    CUDA); ``"fast"`` is pymotor's C++ SchNet (tabulated filters, analytic forces; CPU;
-    options such as ``dtype="float64"``, ``n_threads``) and raises
-    :class:`UnsupportedModelError` (a ValueError) for other architectures. ``options`` go to
+    CUDA); ``"fast"`` is pymotor's C++ evaluator of the file's architecture
+    (``"fast-schnet"`` or ``"fast-painn"``: tabulated filters, analytic forces; CPU; options
+    such as ``dtype="float64"``, ``n_threads``) and raises :class:`UnsupportedModelError`
+    (a ValueError) naming each evaluator's reason for other architectures. ``options`` go to
     the chosen backend (with ``auto``, to the fast one). The model records the backend used
     in ``model.backend`` and ``model.describe()`` (written into every trajectory).
     """

@@ -1,4 +1,4 @@
-"""A fast C++ evaluator for exported PaiNN models (``load_model(path, backend="fast-painn")``).
+"""A fast C++ evaluator for exported PaiNN models (``load_model(path, backend="fast-painn")``, or ``"fast"``).
 
 The weights of a TorchScript file in SchNetPack's deployed format (``pymotor export`` or
 ``spkdeploy``) are read here, the architecture is checked against SchNetPack 2.2's

@@ -1,4 +1,4 @@
-"""A fast C++ evaluator for exported SchNet models (``load_model(path, backend="fast")``).
+"""A fast C++ evaluator for exported SchNet models (``load_model(path, backend="fast-schnet")``, or ``"fast"``).
 
 The weights of a TorchScript file in SchNetPack's deployed format (``pymotor export`` or
 ``spkdeploy``) are read here, the architecture is checked against SchNetPack 2.2's
@@ -221,7 +221,7 @@ class FastSchNetModel(TabulatedModel):
         Compare with the TorchScript model on a small test molecule at load time.
     """
 
-    backend = "fast"
+    backend = "fast-schnet"
     architecture = "schnet"
     name = "SchNet"
     backend_name = "fast backend"
