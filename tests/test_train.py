@@ -136,6 +136,16 @@ def test_resume_continues_from_checkpoint(dbs, tmp_path):
     assert r3["global_step"] == r2["global_step"]
 
 
+def test_last_checkpoint_is_written_every_epoch_without_improvement(dbs, tmp_path):
+    """A killed run resumes from its last epoch even when validation stopped improving
+    (Lightning's save_last alone writes last.ckpt only with a new best)."""
+    out = tmp_path / "flat"
+    train(dbs["eV_b"], out, energy_unit="eV", epochs=3, progress=False, hyperparameters=dict(HP, lr=0.0))
+    last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    best = torch.load(out / "checkpoints" / "best.ckpt", weights_only=False, map_location="cpu")
+    assert last["global_step"] == 3 * 5 and best["global_step"] == 5  # lr 0: epoch 1 stays the best
+
+
 def test_session_time_limit_then_resume(dbs, tmp_path):
     out = tmp_path / "timed"
     hp = dict(HP, n_atom_basis=16, n_interactions=1)

@@ -109,7 +109,7 @@ def trace_energy_forces(net, inputs: Dict[str, torch.Tensor], capacity: int, far
     """``(params, buffers, *inputs) -> (energy, forces)`` of `net` (training mode, no
     postprocessing) as an ``fx.GraphModule`` with the force graph unrolled (see module doc)."""
     from torch.fx.experimental.proxy_tensor import make_fx
-    from torch.func import functional_call
+    from torch.func import functional_call, functionalize
 
     def energy_forces(params, buffers, *args):
         x = dict(zip(_KEYS, args))
@@ -133,7 +133,9 @@ def trace_energy_forces(net, inputs: Dict[str, torch.Tensor], capacity: int, far
             gm.graph.erase_node(node)
     gm.graph.eliminate_dead_code()
     gm.recompile()
-    return gm
+    # the backward formulas recorded in-place ops (fill_, sub_, index_put_, ...) on
+    # intermediates; a second trace through functionalize leaves a graph without mutations
+    return make_fx(functionalize(gm, remove="mutations_and_views"), tracing_mode="real")(params, buffers, *args)
 
 
 class CompiledForceField:

@@ -646,11 +646,16 @@ def _fit(cfg, run_dir, infos, frames, atomrefs, mean_per_atom, norm, hp, dev, pr
     callbacks = [
         spk.train.ModelCheckpoint(
             model_path=str(run_dir / "best_model.pt"), dirpath=str(ckpt_dir), filename="best",
-            monitor="val_loss", mode="min", save_top_k=1, save_last=True,
+            monitor="val_loss", mode="min", save_top_k=1, save_last=False,
         ),
         EarlyStopping(monitor="val_loss", patience=int(hp["early_stopping_patience"]), mode="min",
                       check_on_train_epoch_end=False),
         spk.train.ExponentialMovingAverage(decay=float(hp["ema_decay"])),
+        # last.ckpt after every epoch: Lightning's save_last writes it only when the monitored
+        # checkpoint is saved (a better val_loss), so a killed run would lose every epoch since
+        # its last improvement
+        pl.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", monitor=None, save_top_k=1,
+                                     every_n_epochs=1, enable_version_counter=False),
     ]
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, len(train_set) // int(c["batch_size"]) // 20)))
