@@ -67,7 +67,7 @@ def test_tiny_demo_default_runs_the_shipped_model_with_the_fast_backend(tmp_path
     work = tmp_path / "demo"
     h = run_demo(work, scale="tiny", progress=False)
     nn = _check_common(h, work)
-    assert nn.metadata["potential"]["kind"] == "fast"
+    assert nn.metadata["potential"]["kind"] == "fast-schnet"
     assert h["backend"] == "fast-schnet" and h["backend_requested"] == "auto"
     assert h["model"]["name"] == DEFAULT_MODEL and h["model"]["source"] == "shipped"
     assert h["model"]["path"] == str(models.path(DEFAULT_MODEL))

@@ -73,11 +73,12 @@ def _wait_for(path, proc, timeout=60.0):
 
 def test_second_writer_is_refused_before_it_touches_the_file(cluster, tmp_path):
     path = tmp_path / "md.h5"
-    proc = _child(path, 300, 10, 0.005)
+    proc = _child(path, 1500, 10, 0.005)  # >= 7.5 s: the three attempts fit in it on a busy machine
     try:
         _wait_for(path, proc)
         size = path.stat().st_size
         for kw in (dict(trajectory=path), dict(trajectory=path, overwrite=True), dict(restart=path)):
+            assert proc.poll() is None, "the first writer ended before the attempt: lengthen it"
             with pytest.raises(TrajectoryLockedError, match=rf"{path.name} is being written by process {proc.pid}"):
                 run(cluster, steps=10, **kw)
         with pytest.raises(TrajectoryLockedError, match=f"process {proc.pid}.*allow_running=True"):
@@ -90,7 +91,7 @@ def test_second_writer_is_refused_before_it_touches_the_file(cluster, tmp_path):
         proc.wait()
         proc.stderr.close()
     t = pymotor.read_trajectory(path)  # the first run is intact and complete
-    np.testing.assert_array_equal(t.step, np.arange(301))
+    np.testing.assert_array_equal(t.step, np.arange(1501))
 
 
 def test_existing_trajectory_is_not_overwritten_without_asking(cluster, tmp_path):
