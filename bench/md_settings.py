@@ -22,3 +22,16 @@ TIMESTEP_FS = 0.5
 TDAMP_FS = 100.0
 CHAIN_LENGTH = 3
 SEED = 0
+
+
+def ase_nhc(calculator, start):
+    """A copy of ``start`` (ase.Atoms) driven by ASE's NoseHooverChainNVT with ``calculator`` and
+    the settings above (the competitor's integrator in the MD benchmarks)."""
+    from ase import units
+    from ase.md.nose_hoover_chain import NoseHooverChainNVT
+
+    atoms = start.copy()
+    atoms.calc = calculator
+    dyn = NoseHooverChainNVT(atoms, timestep=TIMESTEP_FS * units.fs, temperature_K=TEMPERATURE_K,
+                             tdamp=TDAMP_FS * units.fs, tchain=CHAIN_LENGTH, tloop=1)
+    return atoms, dyn

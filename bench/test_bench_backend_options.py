@@ -14,8 +14,6 @@ bench/test_bench_backend_options.py --benchmark-only -s``.
 from __future__ import annotations
 
 import json
-import os
-import time
 
 import numpy as np
 import pytest
@@ -24,7 +22,7 @@ pytest.importorskip("schnetpack")
 pytest.importorskip("pytest_benchmark")
 torch = pytest.importorskip("torch")
 
-TIMER = time.process_time if os.environ.get("PYMOTOR_BENCH_TIMER", "cpu") == "cpu" else time.perf_counter
+from md_settings import TIMER  # noqa: E402  (bench/ is on sys.path under pytest)
 pytestmark = [pytest.mark.schnetpack, pytest.mark.benchmark(timer=TIMER)]
 CALLS = 20
 

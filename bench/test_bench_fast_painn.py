@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import types
 from pathlib import Path
 
@@ -40,9 +39,8 @@ import pytest
 pytest.importorskip("schnetpack")
 pytest.importorskip("pytest_benchmark")
 
-from md_settings import CHAIN_LENGTH, TDAMP_FS, TEMPERATURE_K, TIMESTEP_FS  # noqa: E402
-
-TIMER = time.process_time if os.environ.get("PYMOTOR_BENCH_TIMER", "cpu") == "cpu" else time.perf_counter
+from md_settings import CHAIN_LENGTH, TDAMP_FS, TEMPERATURE_K, TIMER, TIMESTEP_FS  # noqa: E402
+from md_settings import ase_nhc as _ase_nhc  # noqa: E402
 
 pytestmark = [
     pytest.mark.schnetpack,
@@ -131,17 +129,6 @@ def spk_calculator(painn):
 
     return SpkCalculator(painn.pickle, neighbor_list=spk.transform.VesinNeighborList(cutoff=5.0),
                          energy_unit="kcal/mol", position_unit="Angstrom")
-
-
-def _ase_nhc(calculator, start):
-    from ase import units
-    from ase.md.nose_hoover_chain import NoseHooverChainNVT
-
-    atoms = start.copy()
-    atoms.calc = calculator
-    dyn = NoseHooverChainNVT(atoms, timestep=TIMESTEP_FS * units.fs, temperature_K=TEMPERATURE_K,
-                             tdamp=TDAMP_FS * units.fs, tchain=CHAIN_LENGTH, tloop=1)
-    return atoms, dyn
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ bench/test_bench_fast_schnet.py --benchmark-only -s``.
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import pytest
@@ -33,7 +32,7 @@ import pytest
 pytest.importorskip("schnetpack")
 pytest.importorskip("pytest_benchmark")
 
-TIMER = time.process_time if os.environ.get("PYMOTOR_BENCH_TIMER", "cpu") == "cpu" else time.perf_counter
+from md_settings import TIMER  # noqa: E402  (bench/ is on sys.path under pytest)
 
 pytestmark = [
     pytest.mark.schnetpack,

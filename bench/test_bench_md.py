@@ -48,6 +48,7 @@ from md_settings import (  # noqa: E402  (bench/ is on sys.path under pytest)
     TIMER,
     TIMESTEP_FS,
 )
+from md_settings import ase_nhc as _ase_nhc  # noqa: E402
 
 pytestmark = [
     pytest.mark.schnetpack,
@@ -277,18 +278,6 @@ def spk_calculator(spk_model_files):
 
     return SpkCalculator(spk_model_files.pickle, neighbor_list=spk.transform.VesinNeighborList(cutoff=CUTOFF_A),
                          energy_unit=ENERGY_UNIT, position_unit=LENGTH_UNIT)
-
-
-def _ase_nhc(calculator, start_state):
-    """A copy of the start state driven by ASE's NoseHooverChainNVT with ``calculator``."""
-    from ase import units
-    from ase.md.nose_hoover_chain import NoseHooverChainNVT
-
-    atoms = start_state.copy()
-    atoms.calc = calculator
-    dyn = NoseHooverChainNVT(atoms, timestep=TIMESTEP_FS * units.fs, temperature_K=TEMPERATURE_K,
-                             tdamp=TDAMP_FS * units.fs, tchain=CHAIN_LENGTH, tloop=1)
-    return atoms, dyn
 
 
 def test_ase_nhc_spkcalculator(benchmark, spk_calculator, start_state, reference, pymotor_end, same_physics, record):

@@ -66,8 +66,8 @@ def register(subparsers) -> None:
                         "comma-separated, to stride long MD references but not sparse frames")
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
                    help="train through a traced, torch.compile-d energy+force graph (same numbers, "
-                        "~1.8x the frames/s of eager training for PaiNN on a CPU; 1-3 min to compile). auto (default): on "
-                        "for training sets of 1000 frames or more")
+                        "~1.8x the frames/s of eager training for PaiNN on a CPU; 1-3 min to "
+                        "compile). auto (default): on for training sets of 1000 frames or more")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 

@@ -197,9 +197,6 @@ class CompiledForceField:
         params = dict(self.net.named_parameters())
         buffers = dict(self.net.named_buffers())
         args = _pad_pairs(inputs, capacity, self.far_A)
-        if self.net.training:
+        with torch.set_grad_enabled(self.net.training):  # evaluation needs no autograd graph
             energy, forces = fn(params, buffers, *args)
-        else:
-            with torch.no_grad():
-                energy, forces = fn(params, buffers, *args)
         return {"energy": energy, "forces": forces}

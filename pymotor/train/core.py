@@ -272,8 +272,8 @@ def train(
         compile: train through a traced, ``torch.compile``-d energy+force graph
             (:mod:`pymotor.train.compiled`; the same numbers as the eager model, ~1.8x the
             frames/s of eager training and of SchNetPack's spktrain for the CPNX PaiNN on one
-            CPU thread (BENCHMARKS.md), 1-3 min of compilation per session and batch shape). ``None`` (default): on when the training set has at least
-            1000 frames. Not part of the run's configuration: a run may resume either way.
+            CPU thread (BENCHMARKS.md), 1-3 min of compilation per session and batch shape).
+            ``None`` (default): on when the training set has at least 1000 frames. Not part of the run's configuration: a run may resume either way.
 
     Returns:
         dict with ``run_dir``, ``global_step``, ``epoch``, ``best_val_loss``, ``wall_time_s``.
