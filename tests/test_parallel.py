@@ -372,13 +372,18 @@ def process_cluster(tmp_path_factory):
             client.wait_for_workers(2, timeout=120)
             yield address, client
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        # workers first, while their scheduler still answers (a worker whose scheduler is gone
+        # retries its goodbye and once outlived a 30 s wait on a busy CI machine), then the
+        # scheduler; every process is reaped, killed ones too (an unreaped Popen warns at GC)
+        for group in (procs[1:], procs[:1]):
+            for p in group:
+                p.terminate()
+            for p in group:
+                try:
+                    p.wait(60)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
 
 
 def test_separate_processes_give_the_serial_frames(process_cluster, ar13, tiny_model_path, ethanol, tmp_path):
