@@ -36,6 +36,7 @@ from .data import (
     inspect_database,
 )
 from .model import DEFAULT_HYPERPARAMETERS, LEGACY_HYPERPARAMETERS, check_prior
+from ..parallel import report
 
 __all__ = ["RUN_FORMAT", "train", "read_run", "lightning_warning_filters", "quiet_lightning"]
 
@@ -515,6 +516,9 @@ def _session_recorder(cfg: dict, record: dict, run_dir: Path, t0: float):
             cfg["epoch"] = int(trainer.current_epoch) + 1
             cfg["wall_time_s"] = float(sum(s["wall_time_s"] for s in cfg["sessions"]))
             _write_json(run_dir / "run.json", cfg)
+            # inside a Dask task (a committee member): the epoch goes to the steps bar
+            val = trainer.callback_metrics.get("val_loss")
+            report(cfg["epoch"], "" if val is None else f"val_loss {float(val):.4g}")
 
     return SessionRecorder()
 
