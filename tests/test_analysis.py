@@ -481,9 +481,9 @@ def test_bad_inputs_name_the_argument(traj, motor):
         analysis.pairwise_distances(np.zeros((4, 1, 3)))
     bad = traj.copy()
     bad[3, 5, 1] = np.nan
-    with pytest.raises(ValueError, match=r"`positions` contains a non-finite value at index \(3, 5, 1\)"):
+    with pytest.raises(ValueError, match=r"`positions` has a non-finite value \(nan\) at index \(3, 5, 1\)"):
         analysis.rmsf(bad, masses)
-    with pytest.raises(ValueError, match=r"`positions` contains a non-finite value at index \(3, 5, 1\)"):
+    with pytest.raises(ValueError, match=r"`positions` has a non-finite value \(nan\) at index \(3, 5, 1\)"):
         analysis.dihedrals(bad, [[0, 5, 7, 9]])
     analysis.dihedrals(bad, [[0, 1, 2, 3]])  # atom 5 not used: its NaN does not matter
     with pytest.raises(ValueError, match=r"`masses` must be an \(n_atoms,\) = \(48,\) array, got \(47,\)"):
@@ -492,13 +492,15 @@ def test_bad_inputs_name_the_argument(traj, motor):
         analysis.rmsf(traj, -masses)
     with pytest.raises(TypeError, match="`positions` must be a real numeric array"):
         analysis.radius_of_gyration(np.full((2, 3, 3), "a"))
-    with pytest.raises(ValueError, match="`max_iter` must be >= 1"):
+    with pytest.raises(ValueError, match="`max_iter` must be an integer > 0"):
         analysis.rmsf(traj, masses, max_iter=0)
+    with pytest.raises(TypeError, match="`max_iter` must be an integer > 0, got 1.5"):  # also a ValueError
+        analysis.rmsf(traj, masses, max_iter=1.5)
     with pytest.raises(ValueError, match="`velocities` must be a"):
         analysis.vacf(np.zeros((10, 3)))
     with pytest.raises(ValueError, match="`velocities` are all zero"):
         analysis.vacf(np.zeros((10, 2, 3)))
-    with pytest.raises(ValueError, match="`timestep_fs` must be a positive"):
+    with pytest.raises(ValueError, match="`timestep_fs` must be a number > 0"):
         analysis.power_spectrum(traj, timestep_fs=-1.0)
     with pytest.raises(ValueError, match="`window` must be 'hann' or None"):
         analysis.power_spectrum(traj, window="blackman")
@@ -508,7 +510,7 @@ def test_bad_inputs_name_the_argument(traj, motor):
         analysis.rolling_pearson(np.zeros(10), np.zeros(11), window=3)
     with pytest.raises(ValueError, match=r"`window` \(30\) must not exceed len\(x\) = 10"):
         analysis.rolling_pearson(np.arange(10.0), np.arange(10.0), window=30)
-    with pytest.raises(ValueError, match="`window` must be >= 2"):
+    with pytest.raises(ValueError, match="`window` must be an integer >= 2"):
         analysis.rolling_pearson(np.arange(10.0), np.arange(10.0), window=1)
     with pytest.raises(ValueError, match="`y` must be a 1-D array"):
         analysis.rolling_pearson(np.arange(10.0), np.zeros((10, 2)), window=3)

@@ -151,7 +151,7 @@ def test_compare_rejects_bad_inputs(runs, tmp_path):
 
     with pytest.raises(FileNotFoundError, match="missing.h5"):
         compare(reference=tmp_path / "missing.h5", candidate=runs[1])
-    with pytest.raises(ValueError, match="`stride` must be >= 1"):
+    with pytest.raises(ValueError, match="`stride` must be an integer > 0"):
         compare(reference=runs[0], candidate=runs[1], stride=0)
     with pytest.raises(ValueError, match="`labels` must be two different names"):
         compare(reference=runs[0], candidate=runs[1], labels=("x", "x"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _validate as V
+from .. import validation
 
 __all__ = [
     "pairwise_distances", "radius_of_gyration", "rmsf", "dihedrals", "vacf",
@@ -42,7 +42,7 @@ def pairwise_distances(positions) -> np.ndarray:
     distributions of longer runs use :class:`pymotor.analysis.DistanceHistogram`,
     which never stores them).
     """
-    pos = V.trajectory(positions, "positions", min_atoms=2)
+    pos = validation.trajectory("positions", positions, min_atoms=2)
     return _core().pairwise_distances(pos)
 
 
@@ -61,8 +61,8 @@ def radius_of_gyration(positions, masses=None) -> np.ndarray:
     -------
     (n_frames,) float64 array, Angstrom.
     """
-    pos = V.trajectory(positions, "positions")
-    w = V.atom_weights(masses, pos.shape[1], "masses")
+    pos = validation.trajectory("positions", positions)
+    w = validation.atom_weights("masses", masses, pos.shape[1])
     if w is None:
         w = np.ones(pos.shape[1])
     return _core().radius_of_gyration(pos, w)
@@ -96,10 +96,10 @@ def rmsf(positions, masses=None, *, max_iter: int = 1, tol: float = 1e-6,
     -------
     (n_atoms,) float64 array, Angstrom; with ``return_average`` a tuple (rmsf, average).
     """
-    pos = V.trajectory(positions, "positions")
-    w = V.atom_weights(masses, pos.shape[1], "masses")
-    max_iter = V.positive_int(max_iter, "max_iter")
-    tol = V.positive_float(tol, "tol")
+    pos = validation.trajectory("positions", positions)
+    w = validation.atom_weights("masses", masses, pos.shape[1])
+    max_iter = validation.number("max_iter", max_iter, integer=True)
+    tol = validation.number("tol", tol)
     if w is None:
         w = np.ones(pos.shape[1])
     values, average, _iterations, _change = _core().rmsf(pos, w, max_iter, tol)
@@ -123,9 +123,9 @@ def dihedrals(positions, quadruples) -> np.ndarray:
     (n_frames, n_dihedrals) float64 array, degrees in [-180, 180].
     """
     q_in = quadruples
-    pos = V.trajectory(positions, "positions", atoms=[])  # finiteness: used atoms only, below
-    q = V.quadruples(q_in, pos.shape[1], "quadruples")
-    V.trajectory(pos, "positions", atoms=q.ravel())
+    pos = validation.trajectory("positions", positions, atoms=[])  # finiteness: used atoms only, below
+    q = validation.quadruples("quadruples", q_in, pos.shape[1])
+    validation.trajectory("positions", pos, atoms=q.ravel())
     return _core().dihedrals(pos, q)
 
 
@@ -147,8 +147,8 @@ def vacf(velocities, masses=None, normalize: bool = True) -> np.ndarray:
     -------
     (n_frames,) float64 array: dimensionless if ``normalize``, else (Angstrom/fs)^2.
     """
-    vel = V.trajectory(velocities, "velocities")
-    w = V.atom_weights(masses, vel.shape[1], "masses")
+    vel = validation.trajectory("velocities", velocities)
+    w = validation.atom_weights("masses", masses, vel.shape[1])
     c = _core().vacf(vel, w)
     if normalize:
         if not c[0] > 0:
@@ -181,9 +181,9 @@ def power_spectrum(velocities, timestep_fs: float = 1.0, masses=None, window="ha
     nu : (pad_to/2 + 1,) wavenumbers in cm^-1, from 0 to the Nyquist 1 / (2 dt c).
     p : (pad_to/2 + 1,) spectral density, (Angstrom/fs)^2 per cm^-1.
     """
-    vel = V.trajectory(velocities, "velocities", min_frames=2)
-    dt = V.positive_float(timestep_fs, "timestep_fs")
-    w = V.atom_weights(masses, vel.shape[1], "masses")
+    vel = validation.trajectory("velocities", velocities, min_frames=2)
+    dt = validation.number("timestep_fs", timestep_fs)
+    w = validation.atom_weights("masses", masses, vel.shape[1])
     m, taper, norm = _spectrum_setup(vel.shape[0], window, pad_to)
     summed = _core().summed_power(vel, w, taper, m)
     wsum = float(np.sum(w)) if w is not None else float(vel.shape[1])
@@ -195,7 +195,7 @@ def _spectrum_setup(n: int, window, pad_to):
     if pad_to is None:
         m = 1 << (2 * n - 1).bit_length()
     else:
-        m = V.positive_int(pad_to, "pad_to", minimum=2)
+        m = validation.number("pad_to", pad_to, integer=True, minimum=2, strict=False)
         if m & (m - 1) or m < n:
             raise ValueError(f"`pad_to` must be a power of two >= n_frames = {n}, got {m}")
     if window is None:
@@ -227,11 +227,11 @@ def rolling_pearson(x, y, window: int = 250) -> np.ndarray:
     -------
     (len(x) - window + 1,) float64 array in [-1, 1] (or NaN).
     """
-    xa = V.series(x, "x")
-    ya = V.series(y, "y")
+    xa = validation.series("x", x)
+    ya = validation.series("y", y)
     if ya.shape != xa.shape:
         raise ValueError(f"`x` and `y` must have the same length, got {xa.shape[0]} and {ya.shape[0]}")
-    window = V.positive_int(window, "window", minimum=2)
+    window = validation.number("window", window, integer=True, minimum=2, strict=False)
     if window > xa.shape[0]:
         raise ValueError(f"`window` ({window}) must not exceed len(x) = {xa.shape[0]}")
     return _core().rolling_pearson(xa, ya, window)

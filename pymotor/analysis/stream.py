@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _validate as V
+from .. import validation
 from .kernels import _core
 
 __all__ = [
@@ -175,7 +175,7 @@ class _ArraySource:
     """In-memory stand-in for :class:`H5MDReader`."""
 
     def __init__(self, array, field):
-        arr = V.trajectory(array, field)
+        arr = validation.trajectory(field, array)
         self._arrays = {field: arr}
         self.n_frames, self.n_atoms = arr.shape[:2]
         self.masses = None
@@ -198,7 +198,7 @@ class AnalysisBase:
     _n_passes = 1
 
     def __init__(self, trajectory, *, chunk_frames: int = 4096):
-        self.chunk_frames = V.positive_int(chunk_frames, "chunk_frames")
+        self.chunk_frames = validation.number("chunk_frames", chunk_frames, integer=True)
         if isinstance(trajectory, (str, os.PathLike)):
             self._source = H5MDReader(trajectory)
             self._owns = True
@@ -215,8 +215,8 @@ class AnalysisBase:
         if isinstance(masses, str):
             if masses != "file":
                 raise ValueError(f"`{name}` must be 'file', None or an (n_atoms,) array, got {masses!r}")
-            return V.atom_weights(self._source.masses, self.n_atoms, name)
-        return V.atom_weights(masses, self.n_atoms, name)
+            return validation.atom_weights(name, self._source.masses, self.n_atoms)
+        return validation.atom_weights(name, masses, self.n_atoms)
 
     def _frames(self, start, stop, step):
         idx = range(self._source.n_frames)[slice(start, stop, step)]
@@ -228,7 +228,7 @@ class AnalysisBase:
         per = self.chunk_frames * idx.step
         for a in range(idx.start, idx.stop, per) if idx.step > 0 else ():
             b = min(a + per, idx.stop)
-            yield V.trajectory(self._source.read(self.field, a, b, idx.step), self.field)
+            yield validation.trajectory(self.field, self._source.read(self.field, a, b, idx.step))
 
     def run(self, start=None, stop=None, step=None):
         """Analyse frames ``[start:stop:step]``; returns self (results in ``.results``)."""
@@ -237,7 +237,7 @@ class AnalysisBase:
             raise ValueError("`step` must be positive")
         self.n_frames = len(idx)
         self.frames = np.asarray(idx, dtype=np.int64)
-        self._first = V.trajectory(self._source.read(self.field, idx.start, idx.start + 1), self.field)
+        self._first = validation.trajectory(self.field, self._source.read(self.field, idx.start, idx.start + 1))
         self._prepare()
         self._pass = 0
         while self._pass < self._n_passes:
@@ -292,8 +292,8 @@ class RMSF(AnalysisBase):
         super().__init__(trajectory, **kw)
         w = self._masses(masses)
         self._w = w if w is not None else np.ones(self.n_atoms)
-        self.max_iter = V.positive_int(max_iter, "max_iter")
-        self.tol = V.positive_float(tol, "tol")
+        self.max_iter = validation.number("max_iter", max_iter, integer=True)
+        self.tol = validation.number("tol", tol)
 
     def _centred(self, x):
         return np.ascontiguousarray(x - (self._w @ x) / self._w.sum())
@@ -343,7 +343,7 @@ class DistanceHistogram(AnalysisBase):
         super().__init__(trajectory, **kw)
         if self.n_atoms < 2:
             raise ValueError("`trajectory` must have at least 2 atoms for distances")
-        edges = np.linspace(0.0, 20.0, 2001) if bins is None else V.series(bins, "bins")
+        edges = np.linspace(0.0, 20.0, 2001) if bins is None else validation.series("bins", bins)
         if edges.shape[0] < 2 or np.any(np.diff(edges) <= 0):
             raise ValueError("`bins` must be increasing bin edges (at least 2)")
         self.edges = edges
@@ -375,7 +375,7 @@ class Dihedrals(AnalysisBase):
 
     def __init__(self, trajectory, quadruples, **kw):
         super().__init__(trajectory, **kw)
-        self._q = V.quadruples(quadruples, self.n_atoms)
+        self._q = validation.quadruples("quadruples", quadruples, self.n_atoms)
 
     def _prepare(self):
         self._parts = []
@@ -396,9 +396,8 @@ class _AtomBlocks(AnalysisBase):
         total = np.zeros(m // 2 + 1)
         for a in range(0, self.n_atoms, self.atoms_per_block):
             b = min(a + self.atoms_per_block, self.n_atoms)
-            block = V.trajectory(
-                self._source.read(self.field, idx.start, idx.stop, idx.step, atoms=slice(a, b)),
-                self.field)
+            block = validation.trajectory(
+                self.field, self._source.read(self.field, idx.start, idx.stop, idx.step, atoms=slice(a, b)))
             w = np.ones(b - a) if self._w is None else np.ascontiguousarray(self._w[a:b])
             total += _core().summed_power(block, w, taper, m)
         return total
@@ -419,10 +418,10 @@ class PowerSpectrum(_AtomBlocks):
             if not isinstance(self._source, H5MDReader):
                 raise ValueError("`timestep_fs` is required for in-memory velocities")
             timestep_fs = self._source.frame_interval_fs
-        self.timestep_fs = V.positive_float(timestep_fs, "timestep_fs")
+        self.timestep_fs = validation.number("timestep_fs", timestep_fs)
         self._w = self._masses(masses)
         self.window, self.pad_to = window, pad_to
-        self.atoms_per_block = V.positive_int(atoms_per_block, "atoms_per_block")
+        self.atoms_per_block = validation.number("atoms_per_block", atoms_per_block, integer=True)
 
     def run(self, start=None, stop=None, step=None):
         from .kernels import _spectrum_finish, _spectrum_setup
@@ -450,7 +449,7 @@ class VACF(_AtomBlocks):
         super().__init__(trajectory, **kw)
         self._w = self._masses(masses)
         self.normalize = bool(normalize)
-        self.atoms_per_block = V.positive_int(atoms_per_block, "atoms_per_block")
+        self.atoms_per_block = validation.number("atoms_per_block", atoms_per_block, integer=True)
 
     def run(self, start=None, stop=None, step=None):
         idx = self._frames(start, stop, step)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import analysis
-from ..analysis import _validate as V
+from .. import validation
 from ..analysis.stream import H5MDReader
 from . import render
 from .checks import K_SIGMA, check_runs, criteria
@@ -240,8 +240,8 @@ def compare(reference, candidate, *, labels=("xTB", "NN"), windows_steps=DEFAULT
     Report
         ``report.write("report/")`` writes index.html, PNG figures and summary.json.
     """
-    stride = V.positive_int(stride, "stride")
-    chunk_frames = V.positive_int(chunk_frames, "chunk_frames")
+    stride = validation.number("stride", stride, integer=True)
+    chunk_frames = validation.number("chunk_frames", chunk_frames, integer=True)
     if len(labels) != 2 or labels[0] == labels[1]:
         raise ValueError(f"`labels` must be two different names, got {labels!r}")
     checked = check_runs(reference, candidate, labels=tuple(labels), requested_steps=requested_steps,

@@ -36,6 +36,7 @@ from .data import (
     inspect_database,
 )
 from .model import DEFAULT_HYPERPARAMETERS, LEGACY_HYPERPARAMETERS, check_prior
+from .. import validation
 from ..parallel import report
 
 __all__ = ["RUN_FORMAT", "train", "read_run", "lightning_warning_filters", "quiet_lightning"]
@@ -126,14 +127,11 @@ def read_run(run_dir: Union[str, os.PathLike]) -> dict:
 def _check_stride(stride, n_databases: int):
     """`stride` as stored: one int for all databases, or a list with one int per database."""
     if isinstance(stride, (list, tuple)):
-        vals = [int(v) for v in stride]
-        if len(vals) != n_databases or min(vals) < 1:
+        if len(stride) != n_databases:
             raise ValueError(f"`stride` must be an int >= 1 or one int >= 1 per database ({n_databases}), "
                              f"got {stride!r}")
-        return vals
-    if int(stride) < 1:
-        raise ValueError(f"`stride` must be >= 1, got {stride!r}")
-    return int(stride)
+        return [validation.number("stride", v, integer=True) for v in stride]
+    return validation.number("stride", stride, integer=True)
 
 
 def _strides(stride, n_databases: int) -> List[int]:
@@ -289,20 +287,15 @@ def train(
         raise ValueError("`db_paths` is empty: give at least one database")
     if len(set(db_paths)) != len(db_paths):
         raise ValueError(f"`db_paths` lists a database twice: {db_paths}")
-    model = str(model).lower()
-    if model not in ("schnet", "painn"):
-        raise ValueError(f"`model` must be 'schnet' or 'painn', got {model!r}")
+    model = validation.one_of("model", str(model).lower(), ("schnet", "painn"))
     energy_unit = canonical_energy_unit(energy_unit)
-    if weighting not in ("fixed", "variance"):
-        raise ValueError(f"`weighting` must be 'fixed' or 'variance', got {weighting!r}")
+    validation.one_of("weighting", weighting, ("fixed", "variance"))
     w = tuple(float(x) for x in loss_weights)
     if len(w) != 2 or min(w) < 0 or sum(w) <= 0:
         raise ValueError(f"`loss_weights` must be two non-negative numbers (energy, forces), got {loss_weights!r}")
-    if int(epochs) < 1:
-        raise ValueError(f"`epochs` must be >= 1, got {epochs!r}")
+    epochs = validation.number("epochs", epochs, integer=True)
     stride = _check_stride(stride, len(db_paths))
-    if int(batch_size) < 1:
-        raise ValueError(f"`batch_size` must be >= 1, got {batch_size!r}")
+    batch_size = validation.number("batch_size", batch_size, integer=True)
     if compile not in (None, True, False):
         raise ValueError(f"`compile` must be None (auto), True or False, got {compile!r}")
     hp = dict(DEFAULT_HYPERPARAMETERS)

@@ -26,9 +26,12 @@ from typing import Sequence, Union
 
 import numpy as np
 
+from .. import validation
 from .data import FrameDataset, TrainingDataError, dumps, energy_conversion
 
 __all__ = ["evaluate", "evaluate_model", "summarize_seeds", "format_metrics", "error_statistics", "predict"]
+
+_PARTS = ("train", "val", "test")  # the parts of a split
 
 SE_METHOD = (
     "energy: over frames; forces: over Cartesian components, SE from per-frame means "
@@ -116,15 +119,13 @@ def evaluate(run_dir: Union[str, os.PathLike], split: str = "val", batch_size: i
     from .core import load_run_data, read_run
     from .model import preprocessing_transforms
 
-    if split not in ("train", "val", "test"):
-        raise ValueError(f"`split` must be 'train', 'val' or 'test', got {split!r}")
+    validation.one_of("split", split, _PARTS)
+    stride = validation.number("stride", stride, integer=True)
     run_dir = Path(run_dir).absolute()
     cfg = read_run(run_dir)
     unit = cfg["config"]["energy_unit"]
     infos, frames = load_run_data(cfg, run_dir)
-    if int(stride) < 1:
-        raise ValueError(f"`stride` must be >= 1, got {stride!r}")
-    ds = FrameDataset([(fr, i.split[split][::int(stride)]) for fr, i in zip(frames, infos)],
+    ds = FrameDataset([(fr, i.split[split][::stride]) for fr, i in zip(frames, infos)],
                       preprocessing_transforms(float(cfg["config"]["hyperparameters"]["cutoff"]),
                                                None, 0.0, remove_offsets=False))
     if len(ds) == 0:
@@ -166,17 +167,15 @@ def reference_frames(databases: Sequence[Union[str, os.PathLike]], split: str = 
 
     from .data import Frames, choose_split, inspect_database
 
-    if split not in ("train", "val", "test"):
-        raise ValueError(f"`split` must be 'train', 'val' or 'test', got {split!r}")
-    if int(stride) < 1:
-        raise ValueError(f"`stride` must be >= 1, got {stride!r}")
+    validation.one_of("split", split, _PARTS)
+    stride = validation.number("stride", stride, integer=True)
     databases = _as_list(databases)
     atoms, energies, forces = [], [], []
     for db in databases:
         info = inspect_database(db, hash_file=False)
         idx = choose_split(info)[split]
         frames = Frames(info, "kcal/mol")
-        for i in idx[:: int(stride)]:
+        for i in idx[::stride]:
             atoms.append(Atoms(numbers=frames.Z[i], positions=frames.R[i]))
             energies.append(frames.E[i])
             forces.append(frames.F[i])
