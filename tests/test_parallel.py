@@ -422,6 +422,79 @@ def test_separate_processes_worker_killed_mid_run(process_cluster, ar13, tmp_pat
 
 
 # ---------------------------------------------------------------------------------------
+# committee training: one SchNetPack run per seed, as tasks
+# ---------------------------------------------------------------------------------------
+@pytest.mark.schnetpack
+def test_committee_members_train_as_tasks_like_serial_runs(local_client, tmp_path):
+    """Each member on a worker is the run `train` makes here with its seed (same weights bit
+    for bit); seeds give different members; OUT is a committee folder; a repeated call
+    neither trains nor exports again; bad arguments are named."""
+    pytest.importorskip("schnetpack")
+    import torch
+
+    from pymotor.learn.committee import Committee, resolve_committee
+    from pymotor.train import train
+    from pymotor.train.committee import train_committee
+    from pymotor.train.toydata import make_toy_database
+
+    db = make_toy_database(tmp_path / "eth.db", 100, "eV", seed=5)
+    kw = dict(model="schnet", energy_unit="kcal/mol", epochs=2, compile=False,
+              hyperparameters={"n_atom_basis": 16, "n_interactions": 1, "n_rbf": 8, "val_batch_size": 64})
+    out = tmp_path / "committee"
+    res = train_committee(db, out, seeds=(3, 4), scheduler=local_client, progress=False, eval_stride=2, **kw)
+    assert list(res["members"]) == ["member-3", "member-4"]
+    assert all(m["epoch"] == 2 for m in res["members"].values())
+    models = [out / "member-3.pt", out / "member-4.pt"]
+    assert res["models"] == [str(m) for m in models] and resolve_committee(out) == models
+    assert json.loads((out / "committee.json").read_text())["seeds"] == [3, 4]
+
+    ref = train(db, tmp_path / "serial-3", seed=3, progress=False, **kw)
+    assert ref["epoch"] == 2
+
+    def weights(run):
+        return torch.load(run / "best_model.pt", weights_only=False).state_dict()
+
+    here, there, other = (weights(tmp_path / "serial-3"), weights(out / "runs" / "member-3"),
+                          weights(out / "runs" / "member-4"))
+    assert here.keys() == there.keys()
+    for k in here:
+        torch.testing.assert_close(there[k], here[k], rtol=0, atol=0, msg=k)
+    assert any(not torch.equal(here[k], other[k]) for k in here if here[k].is_floating_point())
+
+    from pymotor.train.toydata import _ethanol
+
+    atoms = _ethanol()
+    pred = Committee(resolve_committee(out), backend="torchscript").evaluate(
+        atoms.positions, atoms.get_atomic_numbers())
+    assert pred.energies.shape == (2, 1) and abs(pred.energies[0, 0] - pred.energies[1, 0]) > 1e-6
+    assert pred.force_std.max() > 1e-4  # eV/A: two seeds disagree
+
+    stamps = [m.stat().st_mtime_ns for m in models]
+    again = train_committee(db, out, seeds=(3, 4), scheduler="serial", progress=False, eval_stride=2, **kw)
+    assert [m["epoch"] for m in again["members"].values()] == [2, 2]
+    assert [m.stat().st_mtime_ns for m in models] == stamps  # nothing newer to export
+    # the command line resumes the same committee (nothing left to do) and names its members
+    r = subprocess.run([sys.executable, "-m", "pymotor.cli", "train-committee", str(db), "--out", str(out),
+                        "--seeds", "3,4", "--epochs", "2", "--compile", "off", "--hp", "n_atom_basis=16",
+                        "--hp", "n_interactions=1", "--hp", "n_rbf=8", "--hp", "val_batch_size=64",
+                        "--eval-stride", "2", "--scheduler", "serial", "--no-progress"],
+                       capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "member-4: epoch 2" in r.stdout and "(2 exported members)" in r.stdout, r.stdout
+
+    with pytest.raises(ValueError, match="`seeds` must hold at least 2"):
+        train_committee(db, out, seeds=(1,), **kw)
+    with pytest.raises(ValueError, match="`seeds` repeats a seed"):
+        train_committee(db, out, seeds=(1, 1), **kw)
+    with pytest.raises(ValueError, match="`seeds` must be an integer >= 0"):
+        train_committee(db, out, seeds=(1, -2), **kw)
+    with pytest.raises(TypeError, match="sets seed per member"):
+        train_committee(db, out, seeds=(1, 2), seed=0, **kw)
+    with pytest.raises(FileNotFoundError, match="no such database"):
+        train_committee(tmp_path / "none.db", out, **kw)
+
+
+# ---------------------------------------------------------------------------------------
 # the SLURM recipe of the README
 # ---------------------------------------------------------------------------------------
 def test_slurm_recipe_job_script():

@@ -1,6 +1,6 @@
-"""Command line: ``pymotor train``, ``pymotor evaluate``, ``pymotor export``.
+"""Command line: ``pymotor train``, ``pymotor train-committee``, ``pymotor evaluate``, ``pymotor export``.
 
-``register(subparsers)`` adds the three sub-commands to pymotor's main parser; each sets
+``register(subparsers)`` adds the four sub-commands to pymotor's main parser; each sets
 ``func`` (called with the parsed namespace, returns an exit code). ``python -m
 pymotor.train.cli ...`` runs them without the main ``pymotor`` command.
 """
@@ -42,34 +42,31 @@ def register(subparsers) -> None:
                     "checkpoint.")
     p.add_argument("dbs", nargs="+", help="SchNetPack .db files with energy and forces")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--model", default="schnet", choices=["schnet", "painn"])
-    p.add_argument("--energy-unit", default="kcal/mol", help="kcal/mol (default), eV or Hartree")
-    p.add_argument("--epochs", type=int, default=1000, help="maximum total epochs (default 1000)")
-    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--loss-weights", type=_weights, default=(0.01, 0.99), metavar="E,F",
-                   help="energy and force loss weights (default 0.01,0.99)")
-    p.add_argument("--weighting", default="fixed", choices=["fixed", "variance"],
-                   help="'variance': unit-invariant (each MSE divided by its training-set variance)")
-    p.add_argument("--init-from", default=None, metavar="RUN", help="fine-tune from this run's best model")
-    p.add_argument("--prior", default=None, choices=["none", "zbl"],
-                   help="short-range repulsive prior: zbl = ZBL screened nuclear repulsion, full below 0.4 Å "
-                        "and switched off above 0.9 Å (set with --hp prior_switch_on=.. prior_switch_off=..)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda[:i]")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    p.add_argument("--max-time", type=float, default=None, metavar="HOURS",
-                   help="stop this session after HOURS (resume later with the same command)")
-    p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
-                   help="hyperparameter override, e.g. --hp lr=1e-3 --hp n_interactions=6")
-    p.add_argument("--stride", type=_stride, default=1, metavar="N[,N...]",
-                   help="use every N-th training/validation frame (default 1); one N per database, "
-                        "comma-separated, to stride long MD references but not sparse frames")
-    p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
-                   help="train through a traced, torch.compile-d energy+force graph (same numbers, "
-                        "~1.8x the frames/s of eager training for PaiNN on a CPU; 1-3 min to "
-                        "compile). auto (default): on for training sets of 1000 frames or more")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_training_options(p)
     p.set_defaults(func=_train)
+
+    p = subparsers.add_parser(
+        "train-committee",
+        help="train a committee: one run per seed, as Dask tasks (resumes what exists in --out)",
+        description="Train one model per seed on the same databases and split, each member a task "
+                    "on a local cluster (default: one single-thread worker per member, at most one "
+                    "per core) or on a Dask cluster (--scheduler tcp://HOST:PORT). Members write "
+                    "OUT/runs/member-<seed>/ and, when finished, OUT/member-<seed>.pt: OUT is then a "
+                    "committee folder for pymotor learn --committee OUT. Repeat the command to resume.")
+    p.add_argument("dbs", nargs="+", help="SchNetPack .db files with energy and forces")
+    p.add_argument("--out", required=True, help="committee folder")
+    p.add_argument("--seeds", type=_seeds, default=(0, 1, 2), metavar="S,S,...",
+                   help="one member per seed (default 0,1,2)")
+    p.add_argument("--no-export", action="store_true", help="train only; do not export the members")
+    p.add_argument("--eval-stride", type=int, default=10,
+                   help="every N-th validation/test frame for the exported cards (default 10)")
+    _add_training_options(p)
+    from ..parallel import add_arguments
+
+    add_arguments(p, "worker processes of --scheduler local (default: one per member, at most one per core; "
+                     "1 trains the members one after another in this process)")
+    p.set_defaults(func=_train_committee)
 
     p = subparsers.add_parser(
         "evaluate", help="MAE/RMSE ± SE of a run (or of exported models) in kcal/mol and kcal/mol/Å",
@@ -93,6 +90,36 @@ def register(subparsers) -> None:
     p.set_defaults(func=_export)
 
 
+def _add_training_options(p) -> None:
+    """The options of `pymotor train` that `pymotor train-committee` shares."""
+    p.add_argument("--model", default="schnet", choices=["schnet", "painn"])
+    p.add_argument("--energy-unit", default="kcal/mol", help="kcal/mol (default), eV or Hartree")
+    p.add_argument("--epochs", type=int, default=1000, help="maximum total epochs (default 1000)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--loss-weights", type=_weights, default=(0.01, 0.99), metavar="E,F",
+                   help="energy and force loss weights (default 0.01,0.99)")
+    p.add_argument("--weighting", default="fixed", choices=["fixed", "variance"],
+                   help="'variance': unit-invariant (each MSE divided by its training-set variance)")
+    p.add_argument("--init-from", default=None, metavar="RUN", help="fine-tune from this run's best model")
+    p.add_argument("--prior", default=None, choices=["none", "zbl"],
+                   help="short-range repulsive prior: zbl = ZBL screened nuclear repulsion, full below 0.4 Å "
+                        "and switched off above 0.9 Å (set with --hp prior_switch_on=.. prior_switch_off=..)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda[:i]")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--max-time", type=float, default=None, metavar="HOURS",
+                   help="stop this session after HOURS (resume later with the same command)")
+    p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
+                   help="hyperparameter override, e.g. --hp lr=1e-3 --hp n_interactions=6")
+    p.add_argument("--stride", type=_stride, default=1, metavar="N[,N...]",
+                   help="use every N-th training/validation frame (default 1); one N per database, "
+                        "comma-separated, to stride long MD references but not sparse frames")
+    p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
+                   help="train through a traced, torch.compile-d energy+force graph (same numbers, "
+                        "~1.8x the frames/s of eager training for PaiNN on a CPU; 1-3 min to "
+                        "compile). auto (default): on for training sets of 1000 frames or more")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def _parse_hp(items: List[str]) -> dict:
     hp = {}
     for it in items:
@@ -112,18 +139,42 @@ def _with_prior(hp: dict, prior) -> dict:
     return hp
 
 
+def _training_kwargs(args) -> dict:
+    """The keyword arguments of `train` from the shared options (not out, seed, progress)."""
+    return dict(model=args.model, energy_unit=args.energy_unit, epochs=args.epochs,
+                batch_size=args.batch_size, loss_weights=args.loss_weights,
+                weighting=args.weighting, init_from=args.init_from, device=args.device,
+                num_threads=args.threads, hyperparameters=_with_prior(_parse_hp(args.hp), args.prior),
+                stride=args.stride, max_time_s=None if args.max_time is None else args.max_time * 3600.0,
+                compile={"auto": None, "on": True, "off": False}[args.compile])
+
+
 def _train(args) -> int:
     from .core import train
 
-    res = train(args.dbs, args.out, model=args.model, energy_unit=args.energy_unit, epochs=args.epochs,
-                batch_size=args.batch_size, seed=args.seed, loss_weights=args.loss_weights,
-                weighting=args.weighting, init_from=args.init_from, device=args.device,
-                progress=not args.no_progress, num_threads=args.threads,
-                hyperparameters=_with_prior(_parse_hp(args.hp), args.prior), stride=args.stride,
-                max_time_s=None if args.max_time is None else args.max_time * 3600.0,
-                compile={"auto": None, "on": True, "off": False}[args.compile])
+    res = train(args.dbs, args.out, seed=args.seed, progress=not args.no_progress, **_training_kwargs(args))
     print(f"{res['run_dir']}: epoch {res['epoch']}, step {res['global_step']}, best val loss "
           f"{res['best_val_loss']}, {res['wall_time_s']:.0f} s ({res['stop_reason']})")
+    return 0
+
+
+def _seeds(text: str):
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers 'S,S,...', got {text!r}") from None
+
+
+def _train_committee(args) -> int:
+    from ..parallel import options
+    from .committee import train_committee
+
+    res = train_committee(args.dbs, args.out, args.seeds, export=not args.no_export, eval_stride=args.eval_stride,
+                          progress=not args.no_progress, **options(args), **_training_kwargs(args))
+    for name, m in res["members"].items():
+        print(f"{name}: epoch {m.get('epoch')}, best val loss {m.get('best_val_loss')}, "
+              f"{m.get('stop_reason')}{', ' + m['model'] if 'model' in m else ''}")
+    print(f"committee: {res['out']} ({len(res['models'])} exported members)")
     return 0
 
 
