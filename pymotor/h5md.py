@@ -3,6 +3,10 @@
 :class:`pymotor.analysis.stream.H5MDReader`). See docs/ARCHITECTURE.md for the layout."""
 from __future__ import annotations
 
+import json
+
+import numpy as np
+
 from .units import EV_IN_KJ_PER_MOL
 
 #: the particle group pymotor writes
@@ -27,6 +31,19 @@ READ_UNITS = {
 }
 for _name, (_element, _unit, _factor) in VECTORS.items():  # what we write we can read
     assert abs(READ_UNITS[_element][_unit] * _factor - 1.0) < 1e-12
+
+
+def attr_value(v):
+    """A ``/pymotor`` attribute as pymotor wrote it: bytes -> str, a JSON object or list -> its
+    value, a numpy scalar -> a Python number; anything else unchanged."""
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, str) and v[:1] in "{[":
+        try:
+            return json.loads(v)
+        except json.JSONDecodeError:
+            return v
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def position_steps(path) -> int | None:

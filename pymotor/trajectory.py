@@ -22,6 +22,7 @@ from .units import FS_IN_ASE_TIME, kinetic_temperature_K
 from .h5md import PARTICLES as _PARTICLES  # noqa: E402  (the schema: pymotor/h5md.py)
 from .h5md import SCALARS as _SCALARS  # noqa: E402
 from .h5md import VECTORS as _VECTORS  # noqa: E402
+from .h5md import attr_value  # noqa: E402
 
 
 @dataclass
@@ -402,16 +403,7 @@ def read_trajectory(path: str | os.PathLike, start: int = 0, stop: int | None = 
         traj = f[_PARTICLES]
         data = {key: traj[name]["value"][sl] / scale for key, (name, _, scale) in _VECTORS.items()}
         obs = f["observables"]
-        attrs = {}
-        for k, v in f["pymotor"].attrs.items():
-            if isinstance(v, bytes):
-                v = v.decode()
-            if isinstance(v, str) and v[:1] in "{[":
-                try:
-                    v = json.loads(v)
-                except json.JSONDecodeError:
-                    pass
-            attrs[k] = v.item() if isinstance(v, np.generic) else v
+        attrs = {k: attr_value(v) for k, v in f["pymotor"].attrs.items()}
         meta = f["pymotor"]
         if "bond_events" in meta:
             ev, dist = meta["bond_events"][()], meta["bond_event_distance_A"][()]

@@ -1,11 +1,11 @@
 """A fast C++ evaluator for exported PaiNN models (``load_model(path, backend="fast-painn")``, or ``"fast"``).
 
 The weights of a TorchScript file in SchNetPack's deployed format (``pymotor export`` or
-``spkdeploy``) are read here, the architecture is checked against SchNetPack 2.2's
+``spkdeploy``) are read here (what the fast SchNet's reader shares: :mod:`pymotor.backends.spk_reader`),
+the architecture is checked against SchNetPack 2.2's
 ``NeuralNetworkPotential(PaiNN, Atomwise[, ScaleProperty][, ZBLRepulsionEnergy, Aggregation], Forces)``
 (shared or separate filters and interactions; the optional ZBL prior of ``pymotor train --prior zbl``
-is read as the fast SchNet reads it and evaluated per pair in double precision), and everything
-is handed to ``pymotor._core.FastPaiNNModel``, which
+is evaluated per pair in double precision), and everything is handed to ``pymotor._core.FastPaiNNModel``, which
 
 * tabulates the filters of all interactions, W(r) = filter_net(rbf(r)) * fcut(r) (the scalar,
   r-direction and vector parts, 3 x n_atom_basis per interaction) and dW/dr once, as cubic Hermite
@@ -29,64 +29,10 @@ import os
 from .. import _core
 from ..modelfile import ModelFile
 from .base import UnsupportedModelError
-from .fast_schnet import _children, _dense, _name, _zbl
+from .spk_reader import children, dense, module_name, read_common, read_outputs
 from .tabulated import TabulatedModel
 
 __all__ = ["FastPaiNNModel", "UnsupportedModelError", "read_painn_weights"]
-
-
-def _float(t) -> float:
-    return float(t.detach().double().numpy().ravel()[0])
-
-
-def _postprocessors(module) -> list:
-    """AddOffsets on the energy (as spkdeploy keeps them) -> constants; anything else is refused."""
-    offsets = []
-    if not bool(getattr(module, "do_postprocessing", True)):
-        return offsets
-    for pp in _children(module.postprocessors):
-        if _name(pp) != "AddOffsets" or getattr(pp, "_property", None) != "energy":
-            post = [_name(c) for c in _children(module.postprocessors)]
-            raise UnsupportedModelError(f"postprocessors {post} inside the model file are not supported by the "
-                                        "fast PaiNN backend (only AddOffsets on the energy)")
-        offsets.append({"add_mean": bool(pp.add_mean), "add_atomrefs": bool(pp.add_atomrefs),
-                        "is_extensive": bool(pp.is_extensive), "mean": _float(pp.mean),
-                        "atomref": pp.atomref.detach().double().numpy().ravel().copy()})
-    return offsets
-
-
-def _outputs(module) -> dict:
-    """Atomwise(sum) [-> ScaleProperty] [-> ZBLRepulsionEnergy -> Aggregation] -> Forces."""
-    outs = _children(module.output_modules)
-    names = [_name(c) for c in outs]
-    zbl = None
-    if names[-3:-1] == ["ZBLRepulsionEnergy", "Aggregation"]:
-        zbl = _zbl(outs[-3], outs[-2])
-        outs, names = outs[:-3] + outs[-1:], names[:-3] + names[-1:]
-    if names not in (["Atomwise", "Forces"], ["Atomwise", "ScaleProperty", "Forces"]):
-        raise UnsupportedModelError(f"output modules {names} are not supported (expected Atomwise, optionally "
-                                    "ScaleProperty, optionally ZBLRepulsionEnergy + Aggregation, then Forces)")
-    aw = outs[0]
-    if aw.output_key != "energy" or aw.aggregation_mode != "sum":
-        raise UnsupportedModelError(f"Atomwise output {aw.output_key!r} with aggregation {aw.aggregation_mode!r} is "
-                                    "not supported (energy, sum)")
-    readout = [_dense(c, f"output_modules.0.outnet.{i}") for i, c in enumerate(_children(aw.outnet))]
-    if not readout or readout[-1]["weight"].shape[0] != 1:
-        raise UnsupportedModelError("the Atomwise network must end in one output per atom")
-    scale = 1.0
-    if names[1] == "ScaleProperty":
-        sp = outs[1]
-        if sp.input_key != "energy" or sp.output_key != "energy":
-            raise UnsupportedModelError("ScaleProperty must scale 'energy' in place")
-        s = sp.scale.detach().double().numpy().ravel()
-        if s.size != 1:
-            raise UnsupportedModelError("ScaleProperty must hold one scale factor")
-        scale = float(s[0])
-    forces = outs[-1]
-    if (getattr(forces, "energy_key", None) != "energy" or getattr(forces, "force_key", None) != "forces"
-            or bool(getattr(forces, "calc_stress", False))):
-        raise UnsupportedModelError("the Forces module must compute 'forces' from 'energy' without stress")
-    return {"readout": readout, "energy_scale": scale, "zbl": zbl}
 
 
 def _linear(d: dict, where: str) -> dict:
@@ -104,27 +50,7 @@ def read_painn_weights(module) -> dict:
     shared or separate filters/interactions, no electronic embeddings) -> Atomwise(sum)
     [-> ScaleProperty] [-> ZBLRepulsionEnergy -> Aggregation] -> Forces).
     """
-    root = _name(module)
-    if root != "NeuralNetworkPotential":
-        raise UnsupportedModelError(f"the model is a {root}, not a SchNetPack NeuralNetworkPotential; the fast "
-                                    "PaiNN backend evaluates SchNetPack PaiNN models only")
-    rep = module.representation
-    if _name(rep) != "PaiNN":
-        raise UnsupportedModelError(f"representation {_name(rep)} is not supported by the fast PaiNN backend "
-                                    "(PaiNN only)")
-    inputs = [_name(c) for c in _children(module.input_modules)]
-    if inputs != ["PairwiseDistances"]:
-        raise UnsupportedModelError(f"input modules {inputs} are not supported (expected ['PairwiseDistances'])")
-    offsets = _postprocessors(module)
-    if _name(rep.radial_basis) != "GaussianRBF":
-        raise UnsupportedModelError(f"radial basis {_name(rep.radial_basis)} is not supported (GaussianRBF only)")
-    if _name(rep.cutoff_fn) != "CosineCutoff":
-        raise UnsupportedModelError(f"cutoff function {_name(rep.cutoff_fn)} is not supported (CosineCutoff only)")
-    if _name(rep.embedding) != "Embedding":
-        raise UnsupportedModelError(f"nuclear embedding {_name(rep.embedding)} is not supported (nn.Embedding only)")
-    if _children(rep.electronic_embeddings):
-        raise UnsupportedModelError("electronic (charge/spin) embeddings are not supported by the fast PaiNN backend")
-
+    rep, common = read_common(module, "PaiNN", FastPaiNNModel.backend_name)
     F = int(rep.n_atom_basis)
     n_int = int(rep.n_interactions)
     blocks, eps = [], []
@@ -133,19 +59,20 @@ def read_painn_weights(module) -> dict:
             raise UnsupportedModelError(f"PaiNN with n_interactions={n_int} lacks interaction/mixing block {k}")
         it, mx = getattr(rep.interactions, str(k)), getattr(rep.mixing, str(k))
         where = f"representation.interactions.{k}"
-        if _name(it) != "PaiNNInteraction" or _name(mx) != "PaiNNMixing":
-            raise UnsupportedModelError(f"block {k} is {_name(it)} + {_name(mx)}, not PaiNNInteraction + PaiNNMixing")
-        ctx, intra = _children(it.interatomic_context_net), _children(mx.intraatomic_context_net)
+        if module_name(it) != "PaiNNInteraction" or module_name(mx) != "PaiNNMixing":
+            raise UnsupportedModelError(f"block {k} is {module_name(it)} + {module_name(mx)}, "
+                                        "not PaiNNInteraction + PaiNNMixing")
+        ctx, intra = children(it.interatomic_context_net), children(mx.intraatomic_context_net)
         if len(ctx) != 2 or len(intra) != 2:
             raise UnsupportedModelError(f"block {k}: the context networks must have two Dense layers each")
         mwhere = f"representation.mixing.{k}"
         blocks.append({
-            "context1": _dense(ctx[0], f"{where}.interatomic_context_net.0"),
-            "context2": _linear(_dense(ctx[1], f"{where}.interatomic_context_net.1"),
+            "context1": dense(ctx[0], f"{where}.interatomic_context_net.0"),
+            "context2": _linear(dense(ctx[1], f"{where}.interatomic_context_net.1"),
                                 f"{where}.interatomic_context_net.1"),
-            "mu_mix": _linear(_dense(mx.mu_channel_mix, f"{mwhere}.mu_channel_mix"), f"{mwhere}.mu_channel_mix"),
-            "intra1": _dense(intra[0], f"{mwhere}.intraatomic_context_net.0"),
-            "intra2": _linear(_dense(intra[1], f"{mwhere}.intraatomic_context_net.1"),
+            "mu_mix": _linear(dense(mx.mu_channel_mix, f"{mwhere}.mu_channel_mix"), f"{mwhere}.mu_channel_mix"),
+            "intra1": dense(intra[0], f"{mwhere}.intraatomic_context_net.0"),
+            "intra2": _linear(dense(intra[1], f"{mwhere}.intraatomic_context_net.1"),
                               f"{mwhere}.intraatomic_context_net.1"),
         })
         if blocks[-1]["mu_mix"]["bias"] is not None:
@@ -158,23 +85,13 @@ def read_painn_weights(module) -> dict:
         raise UnsupportedModelError(f"the mixing blocks use different norm epsilons {eps}; the fast PaiNN backend "
                                     "supports one")
     shared = bool(rep.share_filters)
-    filt = _linear(_dense(rep.filter_net, "representation.filter_net"), "representation.filter_net")
+    filt = _linear(dense(rep.filter_net, "representation.filter_net"), "representation.filter_net")
     width = (1 if shared else n_int) * 3 * F
     if filt["weight"].shape[0] != width:
         raise UnsupportedModelError(f"representation.filter_net has {filt['weight'].shape[0]} outputs, expected "
                                     f"{width} (share_filters={shared}, {n_int} interactions x 3 x {F})")
-    return {
-        "cutoff": _float(rep.cutoff_fn.cutoff),
-        "epsilon": eps[0],
-        "rbf_offsets": rep.radial_basis.offsets.detach().double().numpy().copy(),
-        "rbf_widths": rep.radial_basis.widths.detach().double().numpy().copy(),
-        "embedding": rep.embedding.weight.detach().double().numpy().copy(),
-        "filter": filt,
-        "shared_filters": shared,
-        "blocks": blocks,
-        "postprocessor_offsets": offsets,
-        **_outputs(module),
-    }
+    return {**common, "epsilon": eps[0], "filter": filt, "shared_filters": shared, "blocks": blocks,
+            **read_outputs(module)}
 
 
 class FastPaiNNModel(TabulatedModel):

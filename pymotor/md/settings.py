@@ -2,11 +2,11 @@
 an H5MD file's ``/pymotor`` attributes."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, fields
 
 from .. import validation
+from ..h5md import attr_value
 
 THERMOSTATS = ("nose-hoover", None)
 BOND_CHANGE_ACTIONS = ("stop", "record", "ignore")
@@ -91,7 +91,7 @@ def differences(old: dict, new: dict) -> dict:
     for k in PHYSICS_KEYS:
         if k not in old:  # files from before the attribute existed
             continue
-        a, b = _plain(old[k]), _plain(new[k])
+        a, b = attr_value(old[k]), attr_value(new[k])
         if k == "potential":
             ia, ib = _model_identity(a), _model_identity(b)
             if isinstance(a, dict) and isinstance(b, dict) and ia[0] == ib[0] == "params":
@@ -110,17 +110,6 @@ def differences(old: dict, new: dict) -> dict:
         elif a != b:
             out[k] = (a, b)
     return out
-
-
-def _plain(v):
-    if isinstance(v, bytes):
-        v = v.decode()
-    if isinstance(v, str) and v[:1] in "{[":
-        try:
-            return json.loads(v)
-        except json.JSONDecodeError:
-            return v
-    return v.item() if hasattr(v, "item") else v
 
 
 def _model_identity(p):
