@@ -181,8 +181,8 @@ struct PaiNNPacked {
   }
 };
 
-// The feature counts with vector message kernels (messages_*_f): their tables are chunked by the
-// vector width.
+// The feature counts with vector message kernels (VectorFeatures, run_messages): their tables are
+// chunked by the vector width.
 constexpr bool vector_kernel_f(int F) { return F == 16 || F == 32 || F == 64 || F == 128; }
 
 struct FastPaiNNModel::Impl {
@@ -385,350 +385,249 @@ struct Ws {
 };
 
 // ---- the message block, fused over half pairs ----
-// mid_i += sum_j WR xR_j u_ij + Wv xv_j mu_j (mid holds mu on entry), q_i += sum_j Ws xs_j.
-// `first`: mu == 0 (interaction 0): no vector part.
-template <typename T, bool first, int FC>
-__attribute__((always_inline)) inline void messages_forward(const T* __restrict tab, int F_, int P, const int* pi,
-                                                            const int* pj, const Ws<T>& ws, const T* __restrict x,
-                                                            const T* __restrict mu, T* __restrict q,
-                                                            T* __restrict mid) {
-  const int F = FC > 0 ? FC : F_, C = 3 * F;
-  for (int e = 0; e < P; ++e) {
-    const T* __restrict n0 = tab + static_cast<size_t>(ws.pk[e]) * 2 * C;
-    const T* __restrict hb = ws.hb.data() + static_cast<size_t>(e) * 8;
-    const T h00 = hb[0], h10 = hb[1], h01 = hb[2], h11 = hb[3];
-    const T u0 = ws.u[3 * e], u1 = ws.u[3 * e + 1], u2 = ws.u[3 * e + 2];
-    const int i = pi[e], j = pj[e];
-    const T* __restrict xi = x + static_cast<size_t>(i) * C;
-    const T* __restrict xj = x + static_cast<size_t>(j) * C;
-    T* __restrict qi = q + static_cast<size_t>(i) * F;
-    T* __restrict qj = q + static_cast<size_t>(j) * F;
-    T* __restrict mi = mid + static_cast<size_t>(i) * C;
-    T* __restrict mj = mid + static_cast<size_t>(j) * C;
-    const T* __restrict ui = first ? nullptr : mu + static_cast<size_t>(i) * C;
-    const T* __restrict uj = first ? nullptr : mu + static_cast<size_t>(j) * C;
-#pragma omp simd
-    for (int f = 0; f < F; ++f) {
-      // node layout (L = F): [part s][value | h dW/dr][F]; the next node 2C further
-      const T ws_ = h00 * n0[f] + h10 * n0[F + f] + h01 * n0[2 * C + f] + h11 * n0[2 * C + F + f];
-      const T wr = h00 * n0[2 * F + f] + h10 * n0[3 * F + f] + h01 * n0[2 * C + 2 * F + f] + h11 * n0[2 * C + 3 * F + f];
-      qi[f] += ws_ * xj[f];
-      qj[f] += ws_ * xi[f];
-      const T rj = wr * xj[F + f], ri = wr * xi[F + f];
-      if (first) {
-        mi[f] += rj * u0, mi[F + f] += rj * u1, mi[2 * F + f] += rj * u2;
-        mj[f] -= ri * u0, mj[F + f] -= ri * u1, mj[2 * F + f] -= ri * u2;
+// One body per kernel, two ways to step through the F features of an atom row and of a table node:
+// ScalarFeatures, one feature per step for any F (an auto-vectorised `omp simd` loop; table chunk
+// L = F), and VectorFeatures, 32-byte vectors for the F of vector_kernel_f, known at compile time:
+// every load is one base register per atom row (or table node) plus an immediate offset, so the many
+// streams of the backward pass do not spill their addresses (table chunk L = W: a pair reads two
+// sequential 3F streams, nodes k and k + 1, and the next pair's chunk is prefetched).
+// at(p) is the step (a T, or a vector of W) at p; the part s (0..2), value (ym = 0) or h dW/dr
+// (ym = 1) of the step at feature f of a node is at(node + table_step * f + (2 s + ym) L).
+template <typename T>
+struct ScalarFeatures {
+  using V = T;
+  static constexpr bool vector = false;
+  static constexpr int W = 1, table_step = 1;
+  int F, L;
+  explicit ScalarFeatures(int n) : F(n), L(n) {}
+  [[gnu::always_inline]] static const T& at(const T* p) { return *p; }
+  [[gnu::always_inline]] static T& at(T* p) { return *p; }
+  [[gnu::always_inline]] static T sum(const T& v) { return v; }
+};
+
+template <typename T, int F_>
+struct VectorFeatures {
+  typedef T V __attribute__((vector_size(32)));
+  typedef T VU __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
+  static constexpr bool vector = true;
+  static constexpr int W = 32 / static_cast<int>(sizeof(T)), table_step = 6, F = F_, L = W;
+  static_assert(F % W == 0, "F must be a multiple of the vector width");
+  [[gnu::always_inline]] static const VU& at(const T* p) { return *reinterpret_cast<const VU*>(p); }
+  [[gnu::always_inline]] static VU& at(T* p) { return *reinterpret_cast<VU*>(p); }
+  [[gnu::always_inline]] static T sum(const V& v) {  // the lanes added in order
+    T s[W], t = 0;
+    __builtin_memcpy(s, &v, sizeof(V));
+    for (int k = 0; k < W; ++k) t += s[k];
+    return t;
+  }
+};
+
+// What the message kernels read of half pair e: its table node k (node k + 1 is 2C further), the
+// Hermite weights of the value (h) and of its t-derivative (d), the unit vector u_ij and the atoms.
+template <typename T>
+struct HalfPair {
+  const T* n0;
+  T h00, h10, h01, h11, d00, d10, d01, d11, u0, u1, u2;
+  int i, j;
+};
+
+template <typename T>
+[[gnu::always_inline]] inline HalfPair<T> half_pair(const T* tab, int C, const Ws<T>& ws, const int* pi,
+                                                   const int* pj, int e) {
+  const T* hb = ws.hb.data() + static_cast<size_t>(e) * 8;
+  return {tab + static_cast<size_t>(ws.pk[e]) * 2 * C, hb[0], hb[1], hb[2], hb[3], hb[4], hb[5], hb[6], hb[7],
+          ws.u[3 * e], ws.u[3 * e + 1], ws.u[3 * e + 2], pi[e], pj[e]};
+}
+
+// The next pair's table chunk of feature f (3 cache lines per node), fetched while this pair computes.
+template <typename T>
+[[gnu::always_inline]] inline void prefetch_chunk(const T* nn, int C, int f) {
+  const char* pn = reinterpret_cast<const char*>(nn + 6 * f);
+  const char* pn1 = reinterpret_cast<const char*>(nn + 2 * C + 6 * f);
+  __builtin_prefetch(pn), __builtin_prefetch(pn + 64), __builtin_prefetch(pn + 128);
+  __builtin_prefetch(pn1), __builtin_prefetch(pn1 + 64), __builtin_prefetch(pn1 + 128);
+}
+
+// Forward, one step at feature f of half pair hp (n: its table node at f):
+// mid_i += WR xR_j u_ij + Wv xv_j mu_j (mid holds mu on entry), q_i += Ws xs_j, and for j the same
+// with u_ji = -u_ij. `first`: mu == 0 (interaction 0): no vector part.
+template <bool first, class A, typename T>
+[[gnu::always_inline]] inline void message_step(const A& a, int f, const T* __restrict n, const HalfPair<T>& hp,
+                                                const T* __restrict xi, const T* __restrict xj, T* __restrict qi,
+                                                T* __restrict qj, T* __restrict mi, T* __restrict mj,
+                                                const T* __restrict ui, const T* __restrict uj) {
+  using V = typename A::V;
+  const int F = a.F, L = a.L, C2 = 6 * F;
+  const V ws_ = hp.h00 * A::at(n) + hp.h10 * A::at(n + L) + hp.h01 * A::at(n + C2) + hp.h11 * A::at(n + C2 + L);
+  const V wr = hp.h00 * A::at(n + 2 * L) + hp.h10 * A::at(n + 3 * L) + hp.h01 * A::at(n + C2 + 2 * L) +
+               hp.h11 * A::at(n + C2 + 3 * L);
+  A::at(qi + f) = A::at(qi + f) + ws_ * A::at(xj + f);
+  A::at(qj + f) = A::at(qj + f) + ws_ * A::at(xi + f);
+  const V rj = wr * A::at(xj + F + f), ri = wr * A::at(xi + F + f);
+  if constexpr (first) {
+    A::at(mi + f) = A::at(mi + f) + rj * hp.u0;
+    A::at(mi + F + f) = A::at(mi + F + f) + rj * hp.u1;
+    A::at(mi + 2 * F + f) = A::at(mi + 2 * F + f) + rj * hp.u2;
+    A::at(mj + f) = A::at(mj + f) - ri * hp.u0;
+    A::at(mj + F + f) = A::at(mj + F + f) - ri * hp.u1;
+    A::at(mj + 2 * F + f) = A::at(mj + 2 * F + f) - ri * hp.u2;
+  } else {
+    const V wv = hp.h00 * A::at(n + 4 * L) + hp.h10 * A::at(n + 5 * L) + hp.h01 * A::at(n + C2 + 4 * L) +
+                 hp.h11 * A::at(n + C2 + 5 * L);
+    const V vj = wv * A::at(xj + 2 * F + f), vi = wv * A::at(xi + 2 * F + f);
+    A::at(mi + f) = A::at(mi + f) + rj * hp.u0 + vj * A::at(uj + f);
+    A::at(mi + F + f) = A::at(mi + F + f) + rj * hp.u1 + vj * A::at(uj + F + f);
+    A::at(mi + 2 * F + f) = A::at(mi + 2 * F + f) + rj * hp.u2 + vj * A::at(uj + 2 * F + f);
+    A::at(mj + f) = A::at(mj + f) + vi * A::at(ui + f) - ri * hp.u0;
+    A::at(mj + F + f) = A::at(mj + F + f) + vi * A::at(ui + F + f) - ri * hp.u1;
+    A::at(mj + 2 * F + f) = A::at(mj + 2 * F + f) + vi * A::at(ui + 2 * F + f) - ri * hp.u2;
+  }
+}
+
+// Backward, one step at feature f of half pair hp: given gq, gm (gradients of q and mu after the
+// block), adds to ar the step's dE/dt (t: the table coordinate) and to a0..a2 its dE/du, and,
+// unless `first`, to gx the gradient of x and to gu that of the incoming mu.
+template <bool first, class A, typename T, typename V>
+[[gnu::always_inline]] inline void message_gradient_step(
+    const A& a, int f, const T* __restrict n, const HalfPair<T>& hp, const T* __restrict xi,
+    const T* __restrict xj, const T* __restrict gqi, const T* __restrict gqj, const T* __restrict gmi,
+    const T* __restrict gmj, const T* __restrict mui, const T* __restrict muj, T* __restrict gxi,
+    T* __restrict gxj, T* __restrict gui, T* __restrict guj, V& ar, V& a0, V& a1, V& a2) {
+  const int F = a.F, L = a.L, C2 = 6 * F;
+  const V c0 = A::at(n), c1 = A::at(n + L), c2 = A::at(n + C2), c3 = A::at(n + C2 + L);
+  const V dws = hp.d00 * c0 + hp.d10 * c1 + hp.d01 * c2 + hp.d11 * c3;
+  const V r0 = A::at(n + 2 * L), r1 = A::at(n + 3 * L), r2 = A::at(n + C2 + 2 * L), r3 = A::at(n + C2 + 3 * L);
+  const V wr = hp.h00 * r0 + hp.h10 * r1 + hp.h01 * r2 + hp.h11 * r3;
+  const V dwr = hp.d00 * r0 + hp.d10 * r1 + hp.d01 * r2 + hp.d11 * r3;
+  const V gi0 = A::at(gmi + f), gi1 = A::at(gmi + F + f), gi2 = A::at(gmi + 2 * F + f);
+  const V gj0 = A::at(gmj + f), gj1 = A::at(gmj + F + f), gj2 = A::at(gmj + 2 * F + f);
+  const V Ai = gi0 * hp.u0 + gi1 * hp.u1 + gi2 * hp.u2, Aj = gj0 * hp.u0 + gj1 * hp.u1 + gj2 * hp.u2;
+  const V gqi_ = A::at(gqi + f), gqj_ = A::at(gqj + f);
+  const V xsi = A::at(xi + f), xsj = A::at(xj + f), xri = A::at(xi + F + f), xrj = A::at(xj + F + f);
+  V g = dws * (gqi_ * xsj + gqj_ * xsi) + dwr * (xrj * Ai - xri * Aj);
+  if constexpr (!first) {
+    const V ws_ = hp.h00 * c0 + hp.h10 * c1 + hp.h01 * c2 + hp.h11 * c3;
+    const V v0 = A::at(n + 4 * L), v1 = A::at(n + 5 * L), v2 = A::at(n + C2 + 4 * L), v3 = A::at(n + C2 + 5 * L);
+    const V wv = hp.h00 * v0 + hp.h10 * v1 + hp.h01 * v2 + hp.h11 * v3;
+    const V dwv = hp.d00 * v0 + hp.d10 * v1 + hp.d01 * v2 + hp.d11 * v3;
+    const V Bij = gi0 * A::at(muj + f) + gi1 * A::at(muj + F + f) + gi2 * A::at(muj + 2 * F + f);
+    const V Bji = gj0 * A::at(mui + f) + gj1 * A::at(mui + F + f) + gj2 * A::at(mui + 2 * F + f);
+    const V xvi = A::at(xi + 2 * F + f), xvj = A::at(xj + 2 * F + f);
+    A::at(gxj + f) = A::at(gxj + f) + ws_ * gqi_;
+    A::at(gxi + f) = A::at(gxi + f) + ws_ * gqj_;
+    A::at(gxj + F + f) = A::at(gxj + F + f) + wr * Ai;
+    A::at(gxi + F + f) = A::at(gxi + F + f) - wr * Aj;
+    A::at(gxj + 2 * F + f) = A::at(gxj + 2 * F + f) + wv * Bij;
+    A::at(gxi + 2 * F + f) = A::at(gxi + 2 * F + f) + wv * Bji;
+    const V vj = wv * xvj, vi = wv * xvi;
+    A::at(guj + f) = A::at(guj + f) + vj * gi0;
+    A::at(guj + F + f) = A::at(guj + F + f) + vj * gi1;
+    A::at(guj + 2 * F + f) = A::at(guj + 2 * F + f) + vj * gi2;
+    A::at(gui + f) = A::at(gui + f) + vi * gj0;
+    A::at(gui + F + f) = A::at(gui + F + f) + vi * gj1;
+    A::at(gui + 2 * F + f) = A::at(gui + 2 * F + f) + vi * gj2;
+    g = g + dwv * (xvj * Bij + xvi * Bji);
+  }
+  ar += g;
+  const V cj = wr * xrj, ci = wr * xri;
+  a0 += cj * gi0 - ci * gj0;
+  a1 += cj * gi1 - ci * gj1;
+  a2 += cj * gi2 - ci * gj2;
+}
+
+// The message block over all half pairs (forward), q and mid updated in place.
+template <typename T, bool first>
+struct MessagesForward {
+  template <class A>
+  [[gnu::always_inline]] static void run(const A a, const T* tab, int P, const int* pi, const int* pj,
+                                         const Ws<T>& ws, const T* __restrict x, const T* __restrict mu,
+                                         T* __restrict q, T* __restrict mid) {
+    const int F = a.F, C = 3 * F;
+    for (int e = 0; e < P; ++e) {
+      const HalfPair<T> hp = half_pair(tab, C, ws, pi, pj, e);
+      const T* __restrict xi = x + static_cast<size_t>(hp.i) * C;
+      const T* __restrict xj = x + static_cast<size_t>(hp.j) * C;
+      T* __restrict qi = q + static_cast<size_t>(hp.i) * F;
+      T* __restrict qj = q + static_cast<size_t>(hp.j) * F;
+      T* __restrict mi = mid + static_cast<size_t>(hp.i) * C;
+      T* __restrict mj = mid + static_cast<size_t>(hp.j) * C;
+      const T* __restrict ui = first ? nullptr : mu + static_cast<size_t>(hp.i) * C;
+      const T* __restrict uj = first ? nullptr : mu + static_cast<size_t>(hp.j) * C;
+      if constexpr (A::vector) {
+        const T* nn = tab + static_cast<size_t>(ws.pk[e + 1 < P ? e + 1 : e]) * 2 * C;
+        for (int f = 0; f < F; f += A::W) {
+          prefetch_chunk(nn, C, f);
+          message_step<first>(a, f, hp.n0 + A::table_step * f, hp, xi, xj, qi, qj, mi, mj, ui, uj);
+        }
       } else {
-        const T wv = h00 * n0[4 * F + f] + h10 * n0[5 * F + f] + h01 * n0[2 * C + 4 * F + f] +
-                     h11 * n0[2 * C + 5 * F + f];
-        const T vj = wv * xj[2 * F + f], vi = wv * xi[2 * F + f];
-        mi[f] += rj * u0 + vj * uj[f];
-        mi[F + f] += rj * u1 + vj * uj[F + f];
-        mi[2 * F + f] += rj * u2 + vj * uj[2 * F + f];
-        mj[f] += vi * ui[f] - ri * u0;
-        mj[F + f] += vi * ui[F + f] - ri * u1;
-        mj[2 * F + f] += vi * ui[2 * F + f] - ri * u2;
+#pragma omp simd
+        for (int f = 0; f < F; ++f)
+          message_step<first>(a, f, hp.n0 + f, hp, xi, xj, qi, qj, mi, mj, ui, uj);
       }
     }
   }
-}
+};
 
 // Backward of the message block: given gq, gm (gradients of q and mu after the block), adds
 // dE/dr and dE/du of every half pair (dedr in model units; the t-derivative of the table times
 // inv_h) and, unless `first`, the gradients of x (gx) and of the incoming mu (gmu_in).
-template <typename T, bool first, int FC>
-__attribute__((always_inline)) inline void messages_backward(const T* __restrict tab, int F_, int P, const int* pi,
-                                                             const int* pj, Ws<T>& ws, double inv_h,
-                                                             const T* __restrict x, const T* __restrict mu,
-                                                             const T* __restrict gq, const T* __restrict gm,
-                                                             T* __restrict gx, T* __restrict gmu_in) {
-  const int F = FC > 0 ? FC : F_, C = 3 * F;
-  for (int e = 0; e < P; ++e) {
-    const T* __restrict n0 = tab + static_cast<size_t>(ws.pk[e]) * 2 * C;
-    const T* __restrict hb = ws.hb.data() + static_cast<size_t>(e) * 8;
-    const T h00 = hb[0], h10 = hb[1], h01 = hb[2], h11 = hb[3];
-    const T d00 = hb[4], d10 = hb[5], d01 = hb[6], d11 = hb[7];
-    const T u0 = ws.u[3 * e], u1 = ws.u[3 * e + 1], u2 = ws.u[3 * e + 2];
-    const int i = pi[e], j = pj[e];
-    const T* __restrict xi = x + static_cast<size_t>(i) * C;
-    const T* __restrict xj = x + static_cast<size_t>(j) * C;
-    const T* __restrict gqi = gq + static_cast<size_t>(i) * F;
-    const T* __restrict gqj = gq + static_cast<size_t>(j) * F;
-    const T* __restrict gmi = gm + static_cast<size_t>(i) * C;
-    const T* __restrict gmj = gm + static_cast<size_t>(j) * C;
-    T ar = 0, a0 = 0, a1 = 0, a2 = 0;
-    if (first) {
-#pragma omp simd reduction(+ : ar, a0, a1, a2)
-      for (int f = 0; f < F; ++f) {
-        const T dws = d00 * n0[f] + d10 * n0[F + f] + d01 * n0[2 * C + f] + d11 * n0[2 * C + F + f];
-        const T wr = h00 * n0[2 * F + f] + h10 * n0[3 * F + f] + h01 * n0[2 * C + 2 * F + f] + h11 * n0[2 * C + 3 * F + f];
-        const T dwr = d00 * n0[2 * F + f] + d10 * n0[3 * F + f] + d01 * n0[2 * C + 2 * F + f] + d11 * n0[2 * C + 3 * F + f];
-        const T gi0 = gmi[f], gi1 = gmi[F + f], gi2 = gmi[2 * F + f];
-        const T gj0 = gmj[f], gj1 = gmj[F + f], gj2 = gmj[2 * F + f];
-        const T Ai = gi0 * u0 + gi1 * u1 + gi2 * u2, Aj = gj0 * u0 + gj1 * u1 + gj2 * u2;
-        const T xrj = xj[F + f], xri = xi[F + f];
-        ar += dws * (gqi[f] * xj[f] + gqj[f] * xi[f]) + dwr * (xrj * Ai - xri * Aj);
-        const T cj = wr * xrj, ci = wr * xri;
-        a0 += cj * gi0 - ci * gj0;
-        a1 += cj * gi1 - ci * gj1;
-        a2 += cj * gi2 - ci * gj2;
-      }
-    } else {
-      const T* __restrict mui = mu + static_cast<size_t>(i) * C;
-      const T* __restrict muj = mu + static_cast<size_t>(j) * C;
-      T* __restrict gxi = gx + static_cast<size_t>(i) * C;
-      T* __restrict gxj = gx + static_cast<size_t>(j) * C;
-      T* __restrict gui = gmu_in + static_cast<size_t>(i) * C;
-      T* __restrict guj = gmu_in + static_cast<size_t>(j) * C;
-#pragma omp simd reduction(+ : ar, a0, a1, a2)
-      for (int f = 0; f < F; ++f) {
-        const T* c0 = n0;               // value, node k (part s at 2 s F)
-        const T* c1 = n0 + F;           // h dW/dr, node k
-        const T* c2 = n0 + 2 * C;       // value, node k + 1
-        const T* c3 = n0 + 2 * C + F;   // h dW/dr, node k + 1
-        const T ws_ = h00 * c0[f] + h10 * c1[f] + h01 * c2[f] + h11 * c3[f];
-        const T dws = d00 * c0[f] + d10 * c1[f] + d01 * c2[f] + d11 * c3[f];
-        const T wr = h00 * c0[2 * F + f] + h10 * c1[2 * F + f] + h01 * c2[2 * F + f] + h11 * c3[2 * F + f];
-        const T dwr = d00 * c0[2 * F + f] + d10 * c1[2 * F + f] + d01 * c2[2 * F + f] + d11 * c3[2 * F + f];
-        const T wv = h00 * c0[4 * F + f] + h10 * c1[4 * F + f] + h01 * c2[4 * F + f] + h11 * c3[4 * F + f];
-        const T dwv = d00 * c0[4 * F + f] + d10 * c1[4 * F + f] + d01 * c2[4 * F + f] + d11 * c3[4 * F + f];
-        const T gi0 = gmi[f], gi1 = gmi[F + f], gi2 = gmi[2 * F + f];
-        const T gj0 = gmj[f], gj1 = gmj[F + f], gj2 = gmj[2 * F + f];
-        const T mi0 = mui[f], mi1 = mui[F + f], mi2 = mui[2 * F + f];
-        const T mj0 = muj[f], mj1 = muj[F + f], mj2 = muj[2 * F + f];
-        const T Ai = gi0 * u0 + gi1 * u1 + gi2 * u2, Aj = gj0 * u0 + gj1 * u1 + gj2 * u2;
-        const T Bij = gi0 * mj0 + gi1 * mj1 + gi2 * mj2, Bji = gj0 * mi0 + gj1 * mi1 + gj2 * mi2;
-        const T gqi_ = gqi[f], gqj_ = gqj[f];
-        const T xsi = xi[f], xsj = xj[f], xri = xi[F + f], xrj = xj[F + f], xvi = xi[2 * F + f], xvj = xj[2 * F + f];
-        gxj[f] += ws_ * gqi_;
-        gxi[f] += ws_ * gqj_;
-        gxj[F + f] += wr * Ai;
-        gxi[F + f] -= wr * Aj;
-        gxj[2 * F + f] += wv * Bij;
-        gxi[2 * F + f] += wv * Bji;
-        const T vj = wv * xvj, vi = wv * xvi;
-        guj[f] += vj * gi0, guj[F + f] += vj * gi1, guj[2 * F + f] += vj * gi2;
-        gui[f] += vi * gj0, gui[F + f] += vi * gj1, gui[2 * F + f] += vi * gj2;
-        ar += dws * (gqi_ * xsj + gqj_ * xsi) + dwr * (xrj * Ai - xri * Aj) + dwv * (xvj * Bij + xvi * Bji);
-        const T cj = wr * xrj, ci = wr * xri;
-        a0 += cj * gi0 - ci * gj0;
-        a1 += cj * gi1 - ci * gj1;
-        a2 += cj * gi2 - ci * gj2;
-      }
-    }
-    ws.dedr[e] += static_cast<double>(ar) * inv_h;
-    ws.dedu[3 * e] += static_cast<double>(a0);
-    ws.dedu[3 * e + 1] += static_cast<double>(a1);
-    ws.dedu[3 * e + 2] += static_cast<double>(a2);
-  }
-}
-
-// The same two kernels written with 32-byte vectors for feature counts F that are multiples of
-// the vector width and known at compile time: every load is one base register per atom row (or
-// table node) plus an immediate offset, so the many streams of the backward pass do not spill
-// their addresses (the auto-vectorised loops above keep one pointer per stream).
-#define PYMOTOR_VLD(p, o) (*reinterpret_cast<const VU*>((p) + (o) + f))
-#define PYMOTOR_VST(p, o, v) (*reinterpret_cast<VU*>((p) + (o) + f) = (v))
-// table node layout (L = W): [chunk of W features][part s][value | h dW/dr][W], so that a pair reads
-// two sequential 3F-float streams (nodes k and k + 1); chunk f / W starts at 6 f
-#define PYMOTOR_VTL(o) (*reinterpret_cast<const VU*>(n0 + 6 * f + (o)))
-// the next pair's table chunk (3 cache lines per node), fetched while this pair computes
-#define PYMOTOR_PREFETCH_NEXT()                                                        \
-  do {                                                                                 \
-    const char* pn = reinterpret_cast<const char*>(nn + 6 * f);                        \
-    const char* pn1 = reinterpret_cast<const char*>(nn + 2 * C + 6 * f);               \
-    __builtin_prefetch(pn), __builtin_prefetch(pn + 64), __builtin_prefetch(pn + 128); \
-    __builtin_prefetch(pn1), __builtin_prefetch(pn1 + 64), __builtin_prefetch(pn1 + 128); \
-  } while (0)
-
-template <typename T, bool first, int F>
-__attribute__((always_inline)) inline void messages_forward_v(const T* __restrict tab, int, int P, const int* pi,
-                                                              const int* pj, const Ws<T>& ws, const T* __restrict x,
-                                                              const T* __restrict mu, T* __restrict q,
-                                                              T* __restrict mid) {
-  typedef T V __attribute__((vector_size(32)));
-  typedef T VU __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
-  constexpr int W = 32 / static_cast<int>(sizeof(T)), C = 3 * F;
-  static_assert(F % W == 0, "F must be a multiple of the vector width");
-  for (int e = 0; e < P; ++e) {
-    const T* __restrict n0 = tab + static_cast<size_t>(ws.pk[e]) * 2 * C;
-    const T* nn = tab + static_cast<size_t>(ws.pk[e + 1 < P ? e + 1 : e]) * 2 * C;
-    const T* hb = ws.hb.data() + static_cast<size_t>(e) * 8;
-    const T h00 = hb[0], h10 = hb[1], h01 = hb[2], h11 = hb[3];  // scalar * vector broadcasts
-    const T u0 = ws.u[3 * e], u1 = ws.u[3 * e + 1], u2 = ws.u[3 * e + 2];
-    const int i = pi[e], j = pj[e];
-    const T* __restrict xi = x + static_cast<size_t>(i) * C;
-    const T* __restrict xj = x + static_cast<size_t>(j) * C;
-    T* __restrict qi = q + static_cast<size_t>(i) * F;
-    T* __restrict qj = q + static_cast<size_t>(j) * F;
-    T* __restrict mi = mid + static_cast<size_t>(i) * C;
-    T* __restrict mj = mid + static_cast<size_t>(j) * C;
-    const T* __restrict ui = first ? nullptr : mu + static_cast<size_t>(i) * C;
-    const T* __restrict uj = first ? nullptr : mu + static_cast<size_t>(j) * C;
-    for (int f = 0; f < F; f += W) {
-      PYMOTOR_PREFETCH_NEXT();
-      const V ws_ = h00 * PYMOTOR_VTL(0) + h10 * PYMOTOR_VTL(W) + h01 * PYMOTOR_VTL(2 * C) +
-                    h11 * PYMOTOR_VTL(2 * C + W);
-      const V wr = h00 * PYMOTOR_VTL(2 * W) + h10 * PYMOTOR_VTL(3 * W) + h01 * PYMOTOR_VTL(2 * C + 2 * W) +
-                   h11 * PYMOTOR_VTL(2 * C + 3 * W);
-      PYMOTOR_VST(qi, 0, PYMOTOR_VLD(qi, 0) + ws_ * PYMOTOR_VLD(xj, 0));
-      PYMOTOR_VST(qj, 0, PYMOTOR_VLD(qj, 0) + ws_ * PYMOTOR_VLD(xi, 0));
-      const V rj = wr * PYMOTOR_VLD(xj, F), ri = wr * PYMOTOR_VLD(xi, F);
-      if (first) {
-        PYMOTOR_VST(mi, 0, PYMOTOR_VLD(mi, 0) + rj * u0);
-        PYMOTOR_VST(mi, F, PYMOTOR_VLD(mi, F) + rj * u1);
-        PYMOTOR_VST(mi, 2 * F, PYMOTOR_VLD(mi, 2 * F) + rj * u2);
-        PYMOTOR_VST(mj, 0, PYMOTOR_VLD(mj, 0) - ri * u0);
-        PYMOTOR_VST(mj, F, PYMOTOR_VLD(mj, F) - ri * u1);
-        PYMOTOR_VST(mj, 2 * F, PYMOTOR_VLD(mj, 2 * F) - ri * u2);
+template <typename T, bool first>
+struct MessagesBackward {
+  template <class A>
+  [[gnu::always_inline]] static void run(const A a, const T* tab, int P, const int* pi, const int* pj, Ws<T>& ws,
+                                         double inv_h, const T* __restrict x, const T* __restrict mu,
+                                         const T* __restrict gq, const T* __restrict gm, T* __restrict gx,
+                                         T* __restrict gmu_in) {
+    using V = typename A::V;
+    const int F = a.F, C = 3 * F;
+    for (int e = 0; e < P; ++e) {
+      const HalfPair<T> hp = half_pair(tab, C, ws, pi, pj, e);
+      const int i = hp.i, j = hp.j;
+      const T* __restrict xi = x + static_cast<size_t>(i) * C;
+      const T* __restrict xj = x + static_cast<size_t>(j) * C;
+      const T* __restrict gqi = gq + static_cast<size_t>(i) * F;
+      const T* __restrict gqj = gq + static_cast<size_t>(j) * F;
+      const T* __restrict gmi = gm + static_cast<size_t>(i) * C;
+      const T* __restrict gmj = gm + static_cast<size_t>(j) * C;
+      const T* __restrict mui = first ? nullptr : mu + static_cast<size_t>(i) * C;
+      const T* __restrict muj = first ? nullptr : mu + static_cast<size_t>(j) * C;
+      T* __restrict gxi = first ? nullptr : gx + static_cast<size_t>(i) * C;
+      T* __restrict gxj = first ? nullptr : gx + static_cast<size_t>(j) * C;
+      T* __restrict gui = first ? nullptr : gmu_in + static_cast<size_t>(i) * C;
+      T* __restrict guj = first ? nullptr : gmu_in + static_cast<size_t>(j) * C;
+      V ar = V{}, a0 = V{}, a1 = V{}, a2 = V{};
+      if constexpr (A::vector) {
+        const T* nn = tab + static_cast<size_t>(ws.pk[e + 1 < P ? e + 1 : e]) * 2 * C;
+        for (int f = 0; f < F; f += A::W) {
+          prefetch_chunk(nn, C, f);
+          message_gradient_step<first>(a, f, hp.n0 + A::table_step * f, hp, xi, xj, gqi, gqj, gmi, gmj, mui, muj,
+                                       gxi, gxj, gui, guj, ar, a0, a1, a2);
+        }
       } else {
-        const V wv = h00 * PYMOTOR_VTL(4 * W) + h10 * PYMOTOR_VTL(5 * W) + h01 * PYMOTOR_VTL(2 * C + 4 * W) +
-                     h11 * PYMOTOR_VTL(2 * C + 5 * W);
-        const V vj = wv * PYMOTOR_VLD(xj, 2 * F), vi = wv * PYMOTOR_VLD(xi, 2 * F);
-        PYMOTOR_VST(mi, 0, PYMOTOR_VLD(mi, 0) + rj * u0 + vj * PYMOTOR_VLD(uj, 0));
-        PYMOTOR_VST(mi, F, PYMOTOR_VLD(mi, F) + rj * u1 + vj * PYMOTOR_VLD(uj, F));
-        PYMOTOR_VST(mi, 2 * F, PYMOTOR_VLD(mi, 2 * F) + rj * u2 + vj * PYMOTOR_VLD(uj, 2 * F));
-        PYMOTOR_VST(mj, 0, PYMOTOR_VLD(mj, 0) + vi * PYMOTOR_VLD(ui, 0) - ri * u0);
-        PYMOTOR_VST(mj, F, PYMOTOR_VLD(mj, F) + vi * PYMOTOR_VLD(ui, F) - ri * u1);
-        PYMOTOR_VST(mj, 2 * F, PYMOTOR_VLD(mj, 2 * F) + vi * PYMOTOR_VLD(ui, 2 * F) - ri * u2);
+#pragma omp simd reduction(+ : ar, a0, a1, a2)
+        for (int f = 0; f < F; ++f)
+          message_gradient_step<first>(a, f, hp.n0 + f, hp, xi, xj, gqi, gqj, gmi, gmj, mui, muj, gxi, gxj, gui,
+                                       guj, ar, a0, a1, a2);
       }
+      ws.dedr[e] += static_cast<double>(A::sum(ar)) * inv_h;
+      ws.dedu[3 * e] += static_cast<double>(A::sum(a0));
+      ws.dedu[3 * e + 1] += static_cast<double>(A::sum(a1));
+      ws.dedu[3 * e + 2] += static_cast<double>(A::sum(a2));
     }
   }
-}
+};
 
-template <typename T, bool first, int F>
-__attribute__((always_inline)) inline void messages_backward_v(const T* __restrict tab, int, int P, const int* pi,
-                                                               const int* pj, Ws<T>& ws, double inv_h,
-                                                               const T* __restrict x, const T* __restrict mu,
-                                                               const T* __restrict gq, const T* __restrict gm,
-                                                               T* __restrict gx, T* __restrict gmu_in) {
-  typedef T V __attribute__((vector_size(32)));
-  typedef T VU __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
-  constexpr int W = 32 / static_cast<int>(sizeof(T)), C = 3 * F;
-  static_assert(F % W == 0, "F must be a multiple of the vector width");
-  for (int e = 0; e < P; ++e) {
-    const T* __restrict n0 = tab + static_cast<size_t>(ws.pk[e]) * 2 * C;
-    const T* nn = tab + static_cast<size_t>(ws.pk[e + 1 < P ? e + 1 : e]) * 2 * C;
-    const T* hb = ws.hb.data() + static_cast<size_t>(e) * 8;
-    const T h00 = hb[0], h10 = hb[1], h01 = hb[2], h11 = hb[3];  // scalar * vector broadcasts
-    const T d00 = hb[4], d10 = hb[5], d01 = hb[6], d11 = hb[7];
-    const T u0 = ws.u[3 * e], u1 = ws.u[3 * e + 1], u2 = ws.u[3 * e + 2];
-    const int i = pi[e], j = pj[e];
-    const T* __restrict xi = x + static_cast<size_t>(i) * C;
-    const T* __restrict xj = x + static_cast<size_t>(j) * C;
-    const T* __restrict gqi = gq + static_cast<size_t>(i) * F;
-    const T* __restrict gqj = gq + static_cast<size_t>(j) * F;
-    const T* __restrict gmi = gm + static_cast<size_t>(i) * C;
-    const T* __restrict gmj = gm + static_cast<size_t>(j) * C;
-    V ar = V{}, a0 = V{}, a1 = V{}, a2 = V{};
-    if (first) {
-      for (int f = 0; f < F; f += W) {
-        PYMOTOR_PREFETCH_NEXT();
-        const V c0 = PYMOTOR_VTL(0), c1 = PYMOTOR_VTL(W), c2 = PYMOTOR_VTL(2 * C), c3 = PYMOTOR_VTL(2 * C + W);
-        const V dws = d00 * c0 + d10 * c1 + d01 * c2 + d11 * c3;
-        const V r0 = PYMOTOR_VTL(2 * W), r1 = PYMOTOR_VTL(3 * W), r2 = PYMOTOR_VTL(2 * C + 2 * W),
-                r3 = PYMOTOR_VTL(2 * C + 3 * W);
-        const V wr = h00 * r0 + h10 * r1 + h01 * r2 + h11 * r3;
-        const V dwr = d00 * r0 + d10 * r1 + d01 * r2 + d11 * r3;
-        const V gi0 = PYMOTOR_VLD(gmi, 0), gi1 = PYMOTOR_VLD(gmi, F), gi2 = PYMOTOR_VLD(gmi, 2 * F);
-        const V gj0 = PYMOTOR_VLD(gmj, 0), gj1 = PYMOTOR_VLD(gmj, F), gj2 = PYMOTOR_VLD(gmj, 2 * F);
-        const V Ai = gi0 * u0 + gi1 * u1 + gi2 * u2, Aj = gj0 * u0 + gj1 * u1 + gj2 * u2;
-        const V xrj = PYMOTOR_VLD(xj, F), xri = PYMOTOR_VLD(xi, F);
-        ar += dws * (PYMOTOR_VLD(gqi, 0) * PYMOTOR_VLD(xj, 0) + PYMOTOR_VLD(gqj, 0) * PYMOTOR_VLD(xi, 0)) +
-              dwr * (xrj * Ai - xri * Aj);
-        const V cj = wr * xrj, ci = wr * xri;
-        a0 += cj * gi0 - ci * gj0;
-        a1 += cj * gi1 - ci * gj1;
-        a2 += cj * gi2 - ci * gj2;
-      }
-    } else {
-      const T* __restrict mui = mu + static_cast<size_t>(i) * C;
-      const T* __restrict muj = mu + static_cast<size_t>(j) * C;
-      T* __restrict gxi = gx + static_cast<size_t>(i) * C;
-      T* __restrict gxj = gx + static_cast<size_t>(j) * C;
-      T* __restrict gui = gmu_in + static_cast<size_t>(i) * C;
-      T* __restrict guj = gmu_in + static_cast<size_t>(j) * C;
-      for (int f = 0; f < F; f += W) {
-        PYMOTOR_PREFETCH_NEXT();
-        V c0 = PYMOTOR_VTL(0), c1 = PYMOTOR_VTL(W), c2 = PYMOTOR_VTL(2 * C), c3 = PYMOTOR_VTL(2 * C + W);
-        const V ws_ = h00 * c0 + h10 * c1 + h01 * c2 + h11 * c3;
-        const V dws = d00 * c0 + d10 * c1 + d01 * c2 + d11 * c3;
-        c0 = PYMOTOR_VTL(2 * W), c1 = PYMOTOR_VTL(3 * W), c2 = PYMOTOR_VTL(2 * C + 2 * W);
-        c3 = PYMOTOR_VTL(2 * C + 3 * W);
-        const V wr = h00 * c0 + h10 * c1 + h01 * c2 + h11 * c3;
-        const V dwr = d00 * c0 + d10 * c1 + d01 * c2 + d11 * c3;
-        c0 = PYMOTOR_VTL(4 * W), c1 = PYMOTOR_VTL(5 * W), c2 = PYMOTOR_VTL(2 * C + 4 * W);
-        c3 = PYMOTOR_VTL(2 * C + 5 * W);
-        const V wv = h00 * c0 + h10 * c1 + h01 * c2 + h11 * c3;
-        const V dwv = d00 * c0 + d10 * c1 + d01 * c2 + d11 * c3;
-        const V gi0 = PYMOTOR_VLD(gmi, 0), gi1 = PYMOTOR_VLD(gmi, F), gi2 = PYMOTOR_VLD(gmi, 2 * F);
-        const V gj0 = PYMOTOR_VLD(gmj, 0), gj1 = PYMOTOR_VLD(gmj, F), gj2 = PYMOTOR_VLD(gmj, 2 * F);
-        const V Ai = gi0 * u0 + gi1 * u1 + gi2 * u2, Aj = gj0 * u0 + gj1 * u1 + gj2 * u2;
-        const V Bij = gi0 * PYMOTOR_VLD(muj, 0) + gi1 * PYMOTOR_VLD(muj, F) + gi2 * PYMOTOR_VLD(muj, 2 * F);
-        const V Bji = gj0 * PYMOTOR_VLD(mui, 0) + gj1 * PYMOTOR_VLD(mui, F) + gj2 * PYMOTOR_VLD(mui, 2 * F);
-        const V gqi_ = PYMOTOR_VLD(gqi, 0), gqj_ = PYMOTOR_VLD(gqj, 0);
-        const V xsi = PYMOTOR_VLD(xi, 0), xsj = PYMOTOR_VLD(xj, 0), xri = PYMOTOR_VLD(xi, F), xrj = PYMOTOR_VLD(xj, F);
-        const V xvi = PYMOTOR_VLD(xi, 2 * F), xvj = PYMOTOR_VLD(xj, 2 * F);
-        PYMOTOR_VST(gxj, 0, PYMOTOR_VLD(gxj, 0) + ws_ * gqi_);
-        PYMOTOR_VST(gxi, 0, PYMOTOR_VLD(gxi, 0) + ws_ * gqj_);
-        PYMOTOR_VST(gxj, F, PYMOTOR_VLD(gxj, F) + wr * Ai);
-        PYMOTOR_VST(gxi, F, PYMOTOR_VLD(gxi, F) - wr * Aj);
-        PYMOTOR_VST(gxj, 2 * F, PYMOTOR_VLD(gxj, 2 * F) + wv * Bij);
-        PYMOTOR_VST(gxi, 2 * F, PYMOTOR_VLD(gxi, 2 * F) + wv * Bji);
-        const V vj = wv * xvj, vi = wv * xvi;
-        PYMOTOR_VST(guj, 0, PYMOTOR_VLD(guj, 0) + vj * gi0);
-        PYMOTOR_VST(guj, F, PYMOTOR_VLD(guj, F) + vj * gi1);
-        PYMOTOR_VST(guj, 2 * F, PYMOTOR_VLD(guj, 2 * F) + vj * gi2);
-        PYMOTOR_VST(gui, 0, PYMOTOR_VLD(gui, 0) + vi * gj0);
-        PYMOTOR_VST(gui, F, PYMOTOR_VLD(gui, F) + vi * gj1);
-        PYMOTOR_VST(gui, 2 * F, PYMOTOR_VLD(gui, 2 * F) + vi * gj2);
-        ar += dws * (gqi_ * xsj + gqj_ * xsi) + dwr * (xrj * Ai - xri * Aj) + dwv * (xvj * Bij + xvi * Bji);
-        const V cj = wr * xrj, ci = wr * xri;
-        a0 += cj * gi0 - ci * gj0;
-        a1 += cj * gi1 - ci * gj1;
-        a2 += cj * gi2 - ci * gj2;
-      }
-    }
-    T s[4][W];
-    __builtin_memcpy(s[0], &ar, sizeof(V));
-    __builtin_memcpy(s[1], &a0, sizeof(V));
-    __builtin_memcpy(s[2], &a1, sizeof(V));
-    __builtin_memcpy(s[3], &a2, sizeof(V));
-    T sum[4] = {0, 0, 0, 0};
-    for (int c = 0; c < 4; ++c)
-      for (int k = 0; k < W; ++k) sum[c] += s[c][k];
-    ws.dedr[e] += static_cast<double>(sum[0]) * inv_h;
-    ws.dedu[3 * e] += static_cast<double>(sum[1]);
-    ws.dedu[3 * e + 1] += static_cast<double>(sum[2]);
-    ws.dedu[3 * e + 2] += static_cast<double>(sum[3]);
-  }
-}
-#undef PYMOTOR_VLD
-#undef PYMOTOR_VST
-#undef PYMOTOR_VTL
-#undef PYMOTOR_PREFETCH_NEXT
-
-// The message kernels with the feature count known at compile time for the common sizes (all
-// offsets into the per-atom rows and the table become immediates: fewer live pointers).
-template <typename T, bool first, typename... A>
-__attribute__((always_inline)) inline void messages_forward_f(int F, A&&... args) {
+// A message kernel with the feature count known at compile time for the common sizes (all offsets
+// into the per-atom rows and the table become immediates: fewer live pointers), else stepping
+// through the features one by one.
+template <typename T, class Kernel, typename... Args>
+[[gnu::always_inline]] inline void run_messages(int F, Args&&... args) {
   switch (F) {
-    case 16: return messages_forward_v<T, first, 16>(std::forward<A>(args)...);
-    case 32: return messages_forward_v<T, first, 32>(std::forward<A>(args)...);
-    case 64: return messages_forward_v<T, first, 64>(std::forward<A>(args)...);
-    case 128: return messages_forward_v<T, first, 128>(std::forward<A>(args)...);
-    default: return messages_forward<T, first, 0>(std::forward<A>(args)...);
-  }
-}
-
-template <typename T, bool first, typename... A>
-__attribute__((always_inline)) inline void messages_backward_f(int F, A&&... args) {
-  switch (F) {
-    case 16: return messages_backward_v<T, first, 16>(std::forward<A>(args)...);
-    case 32: return messages_backward_v<T, first, 32>(std::forward<A>(args)...);
-    case 64: return messages_backward_v<T, first, 64>(std::forward<A>(args)...);
-    case 128: return messages_backward_v<T, first, 128>(std::forward<A>(args)...);
-    default: return messages_backward<T, first, 0>(std::forward<A>(args)...);
+    case 16: return Kernel::run(VectorFeatures<T, 16>{}, std::forward<Args>(args)...);
+    case 32: return Kernel::run(VectorFeatures<T, 32>{}, std::forward<Args>(args)...);
+    case 64: return Kernel::run(VectorFeatures<T, 64>{}, std::forward<Args>(args)...);
+    case 128: return Kernel::run(VectorFeatures<T, 128>{}, std::forward<Args>(args)...);
+    default: return Kernel::run(ScalarFeatures<T>(F), std::forward<Args>(args)...);
   }
 }
 
@@ -766,10 +665,10 @@ __attribute__((always_inline)) inline void evaluate_block_body(const PaiNNPacked
     T* mid = ws.mid.data();
     if (t == 0) {
       std::fill(mid, mid + MC, T(0));
-      messages_forward_f<T, true>(F, p.slot(t), F, P, pi, pj, ws, x, nullptr, q, mid);
+      run_messages<T, MessagesForward<T, true>>(F, p.slot(t), P, pi, pj, ws, x, nullptr, q, mid);
     } else {
       std::copy(ws.mu[t].begin(), ws.mu[t].end(), mid);
-      messages_forward_f<T, false>(F, p.slot(t), F, P, pi, pj, ws, x, ws.mu[t].data(), q, mid);
+      run_messages<T, MessagesForward<T, false>>(F, p.slot(t), P, pi, pj, ws, x, ws.mu[t].data(), q, mid);
     }
     // mixing: [V | W] = mid M^T per component, ctx = [q, |V|]
     T* Y = ws.Y[t].data();
@@ -916,15 +815,15 @@ __attribute__((always_inline)) inline void evaluate_block_body(const PaiNNPacked
     b.mix.backward(3 * M, gY, 2 * F, gmu, F, true);  // gmu: now the gradient of mid (residual + mixing)
     // messages
     if (t == 0) {
-      messages_backward_f<T, true>(F, p.slot(t), F, P, pi, pj, ws, p.inv_h, ws.x[t].data(), nullptr, gq, gmu, nullptr,
-                                 nullptr);
+      run_messages<T, MessagesBackward<T, true>>(F, p.slot(t), P, pi, pj, ws, p.inv_h, ws.x[t].data(), nullptr, gq,
+                                                   gmu, nullptr, nullptr);
     } else {
       T* gx = ws.gx.data();
       T* gmu2 = ws.gmu2.data();
       std::fill(gx, gx + MC, T(0));
       std::copy(gmu, gmu + MC, gmu2);  // residual mu -> mid
-      messages_backward_f<T, false>(F, p.slot(t), F, P, pi, pj, ws, p.inv_h, ws.x[t].data(), ws.mu[t].data(), gq, gmu,
-                                  gx, gmu2);
+      run_messages<T, MessagesBackward<T, false>>(F, p.slot(t), P, pi, pj, ws, p.inv_h, ws.x[t].data(),
+                                                    ws.mu[t].data(), gq, gmu, gx, gmu2);
       b.ctx2.backward(M, gx, C, gh, F, false);
       if (b.ctx1.act != Activation::None) {
         const T* d = ws.dctx[t].data();
