@@ -35,6 +35,7 @@ def _check_torch_version() -> None:
 
 _check_torch_version()
 
+from .deployment import deploy  # noqa: E402
 from .md import MDError, run_md  # noqa: E402
 from .potentials import (  # noqa: E402
     HarmonicPotential,
@@ -51,7 +52,7 @@ __version__ = "0.1.0"
 _LAZY_SUBMODULES = ("data", "analysis", "train", "compare", "models", "units", "connectivity", "backends")
 
 __all__ = [
-    "run_md", "MDError", "load_model", "Model", "NNModel", "ModelFile", "ModelCalculator", "HarmonicPotential",
+    "run_md", "MDError", "deploy", "load_model", "Model", "NNModel", "ModelFile", "ModelCalculator", "HarmonicPotential",
     "LennardJonesPotential", "Trajectory", "read_trajectory", *_LAZY_SUBMODULES,
 ]
 

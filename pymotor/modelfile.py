@@ -12,6 +12,10 @@ A deployed file (TorchScript in SchNetPack's deploy format, as ``spkdeploy`` and
 loading the network, so that every evaluator (:mod:`pymotor.backends`) is built from the same
 parsed contract. A plain ``spkdeploy`` file, which states no units, loads when the caller
 names ``energy_unit`` and ``length_unit``.
+
+An AOTInductor package (``.pt2``, :func:`pymotor.deploy`) carries the same ``metadata`` JSON
+under the key ``pymotor`` of the package's metadata, plus ``pt2`` (torch version, device
+kind, CPU instruction set the package was compiled for); ``format`` is then ``"pt2"``.
 """
 from __future__ import annotations
 
@@ -40,6 +44,25 @@ def energy_offset(atomrefs: dict, mean_per_atom: float, atomic_numbers: Sequence
         raise ValueError(f"`atomic_numbers`: no atomref (energy offset) for element(s) Z = {missing}; "
                          f"the model has atomrefs for Z = {sorted(refs)}")
     return float(sum(refs[v] for v in z) if refs else 0.0) + len(z) * float(mean_per_atom)
+
+
+def _pt2_metadata(path: Path) -> dict[str, str] | None:
+    """The AOTInductor metadata of a ``.pt2`` package (``<root>/data/aotinductor/<model>/
+    *_metadata.json``), or None when ``path`` is not such a package."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            if not any(n.endswith("/archive_format") and z.read(n).strip() == b"pt2" for n in names):
+                return None
+            for name in names:
+                parts = name.split("/")
+                if len(parts) == 5 and parts[1:3] == ["data", "aotinductor"] and name.endswith("_metadata.json"):
+                    meta = json.loads(z.read(name).decode())
+                    if "AOTI_DEVICE_KEY" in meta:
+                        return meta
+            return {}
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
 
 
 def _extra_files(path: Path) -> dict[str, str]:
@@ -76,9 +99,16 @@ class ModelFile:
         if not path.is_file():
             raise FileNotFoundError(f"`path`: model file {str(path)!r} does not exist")
         self.path = path
-        self.format = "torchscript"
-        extra = _extra_files(path)
         self.metadata: dict[str, Any] = {}
+        pt2 = _pt2_metadata(path) if path.suffix != ".pt" else None
+        self.format = "torchscript" if pt2 is None else "pt2"
+        if pt2 is not None:
+            if "pymotor" not in pt2:
+                raise ValueError(f"`path`: {path} is an AOTInductor package without pymotor metadata (cutoff, "
+                                 "units, energy offset); write it with pymotor.deploy or `pymotor export --format pt2`")
+            extra = {"metadata": pt2["pymotor"]}
+        else:
+            extra = _extra_files(path)
         if extra.get("metadata"):
             try:
                 self.metadata = json.loads(extra["metadata"])

@@ -1,4 +1,5 @@
-"""The backend conformance check: every registered backend, on every model file it supports,
+"""The backend conformance check: every registered backend, on every model file it supports
+(for ``pt2``: the same model deployed as an AOTInductor package),
 reproduces the eager SchNetPack model (float64) on CPNX frames, gives forces equal to minus
 the numerical gradient, evaluates batched replicas as single runs, and is invariant to
 rotations and translations. A backend that does not support a file must say so
@@ -49,6 +50,18 @@ def files(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def pt2_files(files, tmp_path_factory):
+    """The same eager models as AOTInductor packages (pymotor.deploy; ~0.5-2 min each)."""
+    d = tmp_path_factory.mktemp("pt2")
+    out = {}
+    for name, (_, eager) in files.items():
+        path = d / f"{name}.pt2"
+        pymotor.deploy(eager, path, cutoff_A=5.0, energy_unit="kcal/mol", elements=[1, 6, 8], energy_offset=OFFSET)
+        out[name] = (str(path), eager)
+    return out
+
+
+@pytest.fixture(scope="module")
 def frames():
     """CPNX: the minimum, a thermal-like rattle, a strong rattle and one with a short C-H."""
     atoms = pymotor.data.cpnx()
@@ -74,8 +87,9 @@ def _load(name, path):
 
 @pytest.mark.parametrize("model_name", list(MODELS))
 @pytest.mark.parametrize("backend", sorted(set(REGISTRY) - {"fast"}))  # "fast" dispatches to these
-def test_backend_conformance(backend, model_name, files, frames):
-    path, eager = files[model_name]
+def test_backend_conformance(backend, model_name, files, frames, request):
+    # the pt2 backend runs the same eager model compiled into a package
+    path, eager = (request.getfixturevalue("pt2_files") if backend == "pt2" else files)[model_name]
     m = _load(backend, path)
     if isinstance(m, UnsupportedModelError):
         assert str(m), "an unsupported file must be named in the error"
@@ -151,3 +165,98 @@ def test_trajectory_records_the_backend_used(files, tmp_path):
                            trajectory=tmp_path / f"{backend}.h5", on_bond_change="ignore")
         pot = t.metadata["potential"]
         assert pot["kind"] == {"fast": "fast-schnet"}.get(backend, backend) and pot["sha256"] and pot["path"].endswith("schnet.pt")
+
+
+# ---------------------------------------------------------------------------------------
+# AOTInductor packages (.pt2)
+# ---------------------------------------------------------------------------------------
+def test_pt2_equals_torchscript_and_drives_md(files, pt2_files, frames, tmp_path):
+    """pymotor.deploy(format="pt2") of SchNet, SchNet+ZBL and PaiNN: energies and forces equal
+    the TorchScript file's (<= 1e-4 eV/A) through the same C++ potential; auto picks pt2; NVE
+    conserves energy like the TorchScript run; a restarted run equals the uninterrupted one."""
+    numbers, geometries = frames
+    for name in MODELS:
+        ts = backend_class("torchscript")(files[name][0], device="cpu")
+        pt2 = pymotor.load_model(pt2_files[name][0])
+        assert pt2.backend == "pt2" and pt2.describe()["kind"] == "pt2" and pt2.file.format == "pt2"
+        assert pt2.cutoff_A == 5.0 and pt2.energy_unit == "kcal/mol" and pt2.file.elements == [1, 6, 8]
+        e0, f0 = ts.potential(numbers).compute(np.stack(geometries))
+        e1, f1 = pt2.potential(numbers).compute(np.stack(geometries))
+        assert np.abs(e1 - e0).max() < 1e-4, name
+        assert np.abs(f1 - f0).max() < 1e-4, name
+
+    from ase import Atoms
+
+    atoms = Atoms(numbers, positions=geometries[0])
+    kw = dict(steps=200, timestep_fs=0.25, thermostat=None, temperature_K=100.0, seed=1, interval=10,
+              on_bond_change="ignore")
+    runs = {k: pymotor.run_md(m, atoms, **kw) for k, m in
+            (("torchscript", backend_class("torchscript")(files["painn"][0], device="cpu")),
+             ("pt2", pymotor.load_model(pt2_files["painn"][0])))}
+    drift = {k: float(np.abs(t.conserved_energy - t.conserved_energy[0]).max()) for k, t in runs.items()}
+    assert drift["pt2"] < max(3.0 * drift["torchscript"], 2e-4), drift  # eV; measured ~1e-5 both
+    assert np.abs(runs["pt2"].positions[:3] - runs["torchscript"].positions[:3]).max() < 1e-4  # steps 0-20
+    assert runs["pt2"].metadata["potential"]["kind"] == "pt2"
+
+    pt2 = pymotor.load_model(pt2_files["schnet-zbl"][0])
+    kw = dict(timestep_fs=0.5, temperature_K=300.0, seed=2, interval=5, on_bond_change="ignore")
+    whole = pymotor.run_md(pt2, atoms, steps=60, **kw)
+    part = tmp_path / "part.h5"
+    pymotor.run_md(pt2, atoms, steps=30, trajectory=part, restart=part, **kw)
+    cont = pymotor.run_md(pt2, atoms, steps=60, trajectory=part, restart=part, **kw)
+    np.testing.assert_array_equal(cont.positions, whole.positions)
+    np.testing.assert_array_equal(cont.velocities, whole.velocities)
+
+
+def test_pt2_bad_files_and_mismatches_are_named(pt2_files, files, tmp_path):
+    import re
+    import zipfile
+
+    import torch
+
+    path = pt2_files["schnet"][0]
+    # truncated
+    cut = tmp_path / "cut.pt2"
+    data = open(path, "rb").read()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.pt2"):
+        pymotor.load_model(cut)
+    # a package compiled for another device kind / by another torch release
+    with pytest.raises(ValueError, match="compiled for cpu, not for cuda"):
+        pymotor.load_model(path, device="cuda")
+    old = tmp_path / "old.pt2"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(old, "w") as dst:
+        for item in src.infolist():
+            blob = src.read(item.filename)
+            if item.filename.endswith("_metadata.json") and b"pymotor" in blob:
+                meta = json.loads(blob)
+                md = json.loads(meta["pymotor"])
+                md["pt2"]["torch"] = "2.9.1+cpu"
+                meta["pymotor"] = json.dumps(md)
+                blob = json.dumps(meta).encode()
+            dst.writestr(item, blob)
+    with pytest.raises(ValueError, match=rf"compiled by torch 2\.9\.1\+cpu; this is torch {re.escape(torch.__version__)}"):
+        pymotor.load_model(old)
+    # other backends name the format
+    with pytest.raises(UnsupportedModelError, match="is a pt2 file, not TorchScript"):
+        pymotor.load_model(path, backend="torchscript")
+    with pytest.raises(UnsupportedModelError, match="fast evaluators read the weights of TorchScript"):
+        pymotor.load_model(path, backend="fast")
+    with pytest.raises(UnsupportedModelError, match="not an AOTInductor package"):
+        pymotor.load_model(files["schnet"][0], backend="pt2")
+    # a foreign package without pymotor's metadata
+    lin = torch.nn.Linear(3, 1)
+    ep = torch.export.export(lin, (torch.randn(4, 3),))
+    foreign = torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp_path / "foreign.pt2"))
+    with pytest.raises(ValueError, match="AOTInductor package without pymotor metadata"):
+        pymotor.load_model(foreign)
+    # deploy's own arguments
+    eager = files["schnet"][1]
+    with pytest.raises(ValueError, match="`path` must end in .pt"):
+        pymotor.deploy(eager, tmp_path / "m.onnx", cutoff_A=5.0, energy_unit="kcal/mol")
+    with pytest.raises(ValueError, match="`path` of a pt2 file must end in .pt2"):
+        pymotor.deploy(eager, tmp_path / "m.pt", cutoff_A=5.0, energy_unit="kcal/mol", format="pt2")
+    with pytest.raises(TypeError, match="`model` must be a SchNetPack NeuralNetworkPotential"):
+        pymotor.deploy(lin, tmp_path / "m.pt2", cutoff_A=5.0, energy_unit="kcal/mol")
+    with pytest.raises(ValueError, match="`cutoff_A` must be a number > 0"):
+        pymotor.deploy(eager, tmp_path / "m.pt2", cutoff_A=-1.0, energy_unit="kcal/mol")

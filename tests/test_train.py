@@ -605,3 +605,32 @@ def test_runs_written_before_the_prior_option_resume_without_it(dbs, tmp_path):
     with pytest.raises(ValueError, match=r"prior_switch_on"):
         train(dbs["eV"], tmp_path / "p", epochs=1, hyperparameters={"prior": "zbl", "prior_switch_on": 1.0,
                                                                      "prior_switch_off": 0.5})
+
+
+def test_export_pt2_through_the_command_line_equals_the_torchscript_export(run, tmp_path):
+    """`pymotor export RUN --format pt2`: an AOTInductor package with the run's metadata and a
+    card, checked against the Python model at export; through load_model it gives the
+    TorchScript export's energies (offset in float64) and forces within 1e-4 eV(/A)."""
+    import subprocess
+    import sys
+
+    import pymotor
+
+    ts = export(run, tmp_path / "toy.pt", metrics=False)
+    out = tmp_path / "toy.pt2"
+    r = subprocess.run([sys.executable, "-m", "pymotor.cli", "export", str(run), "--out", str(out),
+                        "--format", "pt2", "--eval-stride", "5"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    card = out.with_suffix(".md").read_text()
+    assert "AOTInductor package (.pt2) compiled for cpu" in card and "Export check: compiled package" in card
+    pt2 = pymotor.load_model(out)
+    assert pt2.backend == "pt2" and pt2.file.metadata["card"]["datasets"][0]["sha256"]
+    assert pt2.energy_unit == "kcal/mol" and pt2.file.elements == [1, 6, 8]
+    atoms = _ethanol()
+    rng = np.random.default_rng(3)
+    pos = np.stack([atoms.positions + rng.normal(0, 0.05, atoms.positions.shape) for _ in range(3)])
+    e0, f0 = pymotor.load_model(ts, backend="torchscript").potential(atoms.numbers).compute(pos)
+    e1, f1 = pt2.potential(atoms.numbers).compute(pos)
+    assert abs(e0[0]) > 4000  # eV: the offset is added in float64 by both
+    assert np.abs(e1 - e0).max() < 1e-4 and np.abs(f1 - f0).max() < 1e-4

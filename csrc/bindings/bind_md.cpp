@@ -276,7 +276,11 @@ void bind_md(py::module_& m) {
            }),
            py::arg("function"), py::arg("name") = "callback");
 
-  py::class_<TorchModel, std::shared_ptr<TorchModel>>(m, "TorchModel")
+  py::class_<TorchEvaluator, std::shared_ptr<TorchEvaluator>>(m, "TorchEvaluator")
+      .def_property_readonly("kind", &TorchEvaluator::kind)
+      .def_property_readonly("device", [](const TorchEvaluator& t) { return t.device().str(); });
+
+  py::class_<TorchModel, TorchEvaluator, std::shared_ptr<TorchModel>>(m, "TorchModel")
       .def(py::init<const std::string&, const std::string&, bool>(), py::arg("path"), py::arg("device") = "cpu",
            py::arg("jit_optimize") = false, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("extra_files", [](const TorchModel& t) {
@@ -285,11 +289,19 @@ void bind_md(py::module_& m) {
         return d;
       })
       .def_property_readonly("frozen", &TorchModel::frozen)
-      .def_property_readonly("jit_optimize", &TorchModel::jit_optimize)
-      .def_property_readonly("device", [](const TorchModel& t) { return t.device().str(); });
+      .def_property_readonly("jit_optimize", &TorchModel::jit_optimize);
+
+  py::class_<AOTIModel, TorchEvaluator, std::shared_ptr<AOTIModel>>(m, "AOTIModel")
+      .def(py::init<const std::string&, const std::string&>(), py::arg("path"), py::arg("device") = "cpu",
+           py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("metadata", [](const AOTIModel& t) {
+        py::dict d;
+        for (auto& kv : t.metadata()) d[py::str(kv.first)] = py::str(kv.second);
+        return d;
+      });
 
   py::class_<TorchPotential, Potential, std::shared_ptr<TorchPotential>>(m, "TorchPotential")
-      .def(py::init<std::shared_ptr<TorchModel>, std::vector<int64_t>, double, double, double, double, double>(),
+      .def(py::init<std::shared_ptr<TorchEvaluator>, std::vector<int64_t>, double, double, double, double, double>(),
            py::arg("model"), py::arg("atomic_numbers"), py::arg("cutoff_A"), py::arg("skin_A"),
            py::arg("length_unit_A"), py::arg("energy_unit_eV"), py::arg("energy_offset_eV"))
       .def_property_readonly("n_neighbor_builds", [](const TorchPotential& p) { return p.neighbors().n_builds(); })

@@ -1,5 +1,6 @@
 #include "pymotor/torch_potential.hpp"
 
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
 #include <cmath>
@@ -31,6 +32,58 @@ TorchModel::TorchModel(const std::string& path, const std::string& device, bool 
 c10::IValue TorchModel::forward(std::vector<c10::IValue> inputs) {
   torch::jit::GraphOptimizerEnabledGuard guard(jit_optimize_);
   return module_.forward(std::move(inputs));
+}
+
+void TorchModel::energy_forces(const c10::Dict<std::string, torch::Tensor>& in, torch::Tensor& energy,
+                               torch::Tensor& forces) {
+  c10::IValue out_iv;
+  try {
+    out_iv = forward({in});
+  } catch (const c10::Error& err) {
+    throw std::runtime_error(std::string("TorchScript model failed: ") + err.what_without_backtrace());
+  }
+  auto out = out_iv.toGenericDict();
+  if (!out.contains("energy") || !out.contains("forces"))
+    throw std::runtime_error("TorchScript model output lacks 'energy' or 'forces'");
+  energy = out.at("energy").toTensor().detach();
+  forces = out.at("forces").toTensor().detach();
+}
+
+AOTIModel::AOTIModel(const std::string& path, const std::string& device) : device_(device) {
+  const c10::DeviceIndex index = device_.has_index() ? device_.index() : -1;
+  try {
+    loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "model", false, 1, index);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("could not load AOTInductor package '" + path + "': " + e.what());
+  }
+  for (auto& kv : loader_->get_metadata()) metadata_[kv.first] = kv.second;
+}
+
+AOTIModel::~AOTIModel() = default;
+
+void AOTIModel::energy_forces(const c10::Dict<std::string, torch::Tensor>& in, torch::Tensor& energy,
+                              torch::Tensor& forces) {
+  torch::Tensor idx_i = in.at("_idx_i"), idx_j = in.at("_idx_j"), offsets = in.at("_offsets");
+  const int64_t pad = 2 - idx_i.size(0);
+  if (pad > 0) {  // far-away self-pairs of atom 0: the package's shapes start at 2 pairs
+    idx_i = torch::cat({idx_i, torch::zeros({pad}, idx_i.options())});
+    idx_j = torch::cat({idx_j, torch::zeros({pad}, idx_j.options())});
+    torch::Tensor far = torch::zeros({pad, 3}, offsets.options());
+    far.select(1, 0).fill_(1000.0);
+    offsets = torch::cat({offsets, far});
+  }
+  std::vector<torch::Tensor> args{in.at("_atomic_numbers"), in.at("_positions"), in.at("_idx_m"), idx_i,
+                                  idx_j, offsets, in.at("_n_atoms")};
+  std::vector<torch::Tensor> out;
+  try {
+    out = loader_->run(args);
+  } catch (const std::exception& err) {
+    throw std::runtime_error(std::string("AOTInductor package failed: ") + err.what());
+  }
+  if (out.size() != 2) throw std::runtime_error("AOTInductor package returned " + std::to_string(out.size()) +
+                                                " outputs, expected 2 (energy, forces)");
+  energy = out[0];
+  forces = out[1];
 }
 
 SchNetPackInputs::SchNetPackInputs(std::vector<int64_t> z, torch::Device device)
@@ -70,7 +123,7 @@ c10::Dict<std::string, torch::Tensor> SchNetPackInputs::build(const double* x, i
   return in;
 }
 
-TorchPotential::TorchPotential(std::shared_ptr<TorchModel> model, std::vector<int64_t> z, double cutoff_A,
+TorchPotential::TorchPotential(std::shared_ptr<TorchEvaluator> model, std::vector<int64_t> z, double cutoff_A,
                                double skin_A, double length_unit_A, double energy_unit_eV, double offset_eV)
     : model_(std::move(model)),
       z_(z),
@@ -94,20 +147,13 @@ void TorchPotential::compute(const double* x, int R, int N, double* e, double* f
   last_pairs_ = pl.size();
   c10::Dict<std::string, torch::Tensor> in = inputs_.build(x, R, N, pl, length_unit_A_);
 
-  c10::IValue out_iv;
-  try {
-    out_iv = model_->forward({in});
-  } catch (const c10::Error& err) {
-    throw std::runtime_error(std::string("TorchScript model failed: ") + err.what_without_backtrace());
-  }
-  auto out = out_iv.toGenericDict();
-  if (!out.contains("energy") || !out.contains("forces"))
-    throw std::runtime_error("TorchScript model output lacks 'energy' or 'forces'");
-  torch::Tensor en = out.at("energy").toTensor().detach().to(torch::kCPU, torch::kFloat64).contiguous().reshape({-1});
-  torch::Tensor fo = out.at("forces").toTensor().detach().to(torch::kCPU, torch::kFloat64).contiguous();
-  if (en.numel() != R) throw std::runtime_error("TorchScript model returned " + std::to_string(en.numel()) +
+  torch::Tensor energy, forces;
+  model_->energy_forces(in, energy, forces);
+  torch::Tensor en = energy.to(torch::kCPU, torch::kFloat64).contiguous().reshape({-1});
+  torch::Tensor fo = forces.to(torch::kCPU, torch::kFloat64).contiguous();
+  if (en.numel() != R) throw std::runtime_error(model_->kind() + " model returned " + std::to_string(en.numel()) +
                                                 " energies for " + std::to_string(R) + " replicas");
-  if (fo.numel() != n_tot * 3) throw std::runtime_error("TorchScript model returned forces of the wrong size");
+  if (fo.numel() != n_tot * 3) throw std::runtime_error(model_->kind() + " model returned forces of the wrong size");
   const double* ep = en.data_ptr<double>();
   const double* fp = fo.data_ptr<double>();
   for (int r = 0; r < R; ++r) e[r] = ep[r] * energy_unit_eV_ + offset_eV_;

@@ -7,6 +7,7 @@ name               module                                          evaluates
 ``fast-schnet``    :mod:`~pymotor.backends.fast_schnet`            SchNetPack SchNet (C++ kernels)
 ``fast-painn``     :mod:`~pymotor.backends.fast_painn`             SchNetPack PaiNN (C++ kernels)
 ``torchscript``    :mod:`~pymotor.backends.torchscript`            any deployed TorchScript file
+``pt2``            :mod:`~pymotor.backends.pt2`                    an AOTInductor package (pymotor.deploy)
 (analytic)         :mod:`~pymotor.backends.analytic`               harmonic, Lennard-Jones
 (callback)         :mod:`~pymotor.backends.ase_callback`           any ASE calculator
 =================  ==============================================  ======================
@@ -14,7 +15,8 @@ name               module                                          evaluates
 Every model backend is built from the same :class:`~pymotor.modelfile.ModelFile`.
 ``load_model(path, backend="auto")`` tries :data:`AUTO_ORDER` (fastest first) and takes the
 first backend that supports the file (each checks itself against the TorchScript reference
-at load); a new backend is one module plus one line in :data:`REGISTRY`.
+at load); an AOTInductor package (``.pt2``) is run by ``pt2``. A new backend is one module
+plus one line in :data:`REGISTRY`.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ REGISTRY = {
     "fast": "pymotor.backends.fast:load_fast",
     "fast-schnet": "pymotor.backends.fast_schnet:FastSchNetModel",
     "fast-painn": "pymotor.backends.fast_painn:FastPaiNNModel",
+    "pt2": "pymotor.backends.pt2:Pt2Model",
 }
 #: ``backend="auto"``: tried in this order; CPU-only backends are skipped on a GPU device
 AUTO_ORDER = ("fast", "torchscript")
@@ -69,6 +72,8 @@ def load_model(path: str | os.PathLike, energy_unit: str | None = None, length_u
     from .torchscript import default_device
 
     file = ModelFile(path, energy_unit, length_unit)  # parsed once for every candidate
+    if file.format == "pt2":  # compiled code: no hand-written evaluator reads its weights
+        return backend_class("pt2")(file, device=device, **options)
     on_cpu = (device or default_device()) == "cpu"
     for name in AUTO_ORDER:
         if name in CPU_ONLY and not on_cpu:

@@ -27,6 +27,9 @@ def load_fast(path: str | os.PathLike | ModelFile, energy_unit: str | None = Non
     from . import backend_class
 
     file = path if isinstance(path, ModelFile) else ModelFile(path, energy_unit, length_unit)
+    if file.format != "torchscript":
+        raise UnsupportedModelError(f"the fast evaluators read the weights of TorchScript files; {file.path} is a "
+                                    f"{file.format} file (use backend='{file.format}')")
     order = list(FAST_BACKENDS.values())
     named = FAST_BACKENDS.get(str(file.architecture).lower())
     if named is not None:

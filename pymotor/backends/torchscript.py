@@ -6,7 +6,7 @@ from typing import Sequence
 
 from .. import _core
 from ..modelfile import ModelFile
-from .base import DEFAULT_SKIN_A, NNModel
+from .base import DEFAULT_SKIN_A, NNModel, UnsupportedModelError
 
 
 def default_device() -> str:
@@ -38,6 +38,9 @@ class TorchScriptModel(NNModel):
     def __init__(self, path: str | os.PathLike | ModelFile, energy_unit: str | None = None,
                  length_unit: str | None = None, device: str | None = None, jit_optimize: bool | None = None):
         file = path if isinstance(path, ModelFile) else ModelFile(path, energy_unit, length_unit)
+        if file.format != "torchscript":
+            raise UnsupportedModelError(f"`path`: {file.path} is a {file.format} file, not TorchScript "
+                                        f"(use backend='{file.format}' or 'auto')")
         super().__init__(file)
         self.device = device or default_device()
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):

@@ -82,9 +82,15 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=_evaluate)
 
-    p = subparsers.add_parser("export", help="export a run's best model as TorchScript + metadata + card")
+    p = subparsers.add_parser("export", help="export a run's best model (TorchScript or AOTInductor .pt2) "
+                                             "+ metadata + card")
     p.add_argument("run", help="run directory")
-    p.add_argument("--out", default="cpnx.pt", help="model file (default cpnx.pt); card: <stem>.md")
+    p.add_argument("--out", default=None, help="model file (default cpnx.pt, or cpnx.pt2 with --format pt2); "
+                                              "card: <stem>.md")
+    p.add_argument("--format", default=None, choices=["torchscript", "pt2"],
+                   help="torchscript (.pt, default) or pt2: an AOTInductor package with the forces compiled in, "
+                        "for the device of --device (1-5 min to compile)")
+    p.add_argument("--device", default="cpu", help="pt2: the device the package will run on (cpu, cuda)")
     p.add_argument("--no-check", action="store_true", help="skip the scripted-vs-Python comparison")
     p.add_argument("--eval-stride", type=int, default=1, help="evaluate every N-th frame for the card")
     p.set_defaults(func=_export)
@@ -197,7 +203,9 @@ def _evaluate(args) -> int:
 def _export(args) -> int:
     from .export import export
 
-    out = export(args.run, args.out, check=not args.no_check, eval_stride=args.eval_stride)
+    out = args.out or ("cpnx.pt2" if args.format == "pt2" else "cpnx.pt")
+    out = export(args.run, out, check=not args.no_check, eval_stride=args.eval_stride, format=args.format,
+                 device=args.device)
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 

@@ -22,70 +22,25 @@ Three details make the traced graph exact and reusable:
   short last batch) run eagerly.
 * SchNetPack's ``Atomwise`` and ``ZBLRepulsionEnergy`` read the number of molecules as
   ``int(idx_m[-1]) + 1`` (a data-dependent value a tracer cannot read); while tracing they
-  use ``n_atoms.shape[0]``, the same number.
+  use ``n_atoms.shape[0]``, the same number (:mod:`pymotor.train.traceable`).
 
 The module parameters are arguments of the graph, so optimiser steps and the EMA swap at
 validation act on the graph without re-tracing, and checkpoints keep SchNetPack's keys.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 from typing import Dict, Optional
 
 import torch
 
+from .traceable import remove_detach, traceable_schnetpack
+
 __all__ = ["CompiledForceField", "trace_energy_forces"]
 
 #: inputs the traced graph reads (SchNetPack property keys)
 _KEYS = ("_atomic_numbers", "_positions", "_idx_m", "_idx_i", "_idx_j", "_offsets", "_n_atoms")
-
-
-@contextlib.contextmanager
-def _traceable_molecule_count():
-    """Atomwise / ZBLRepulsionEnergy with the molecule count from ``n_atoms.shape[0]``."""
-    import schnetpack.nn as snn
-    import schnetpack.properties as P
-    from schnetpack.atomistic import Atomwise, ZBLRepulsionEnergy
-
-    def atomwise_forward(self, inputs):
-        y = self.outnet(inputs["scalar_representation"])
-        if self.per_atom_output_key is not None:
-            inputs[self.per_atom_output_key] = y
-        if self.aggregation_mode is not None:
-            y = snn.scatter_add(y, inputs[P.idx_m], dim_size=inputs[P.n_atoms].shape[0])
-            y = torch.squeeze(y, -1)
-            if self.aggregation_mode == "avg":
-                y = y / inputs[P.n_atoms]
-        inputs[self.output_key] = y
-        return inputs
-
-    def zbl_forward(self, inputs):
-        import torch.nn.functional as F
-
-        z = inputs[P.Z]
-        d_ij = torch.norm(inputs[P.Rij], dim=1)
-        idx_i, idx_j = inputs[P.idx_i], inputs[P.idx_j]
-        a = z ** F.softplus(self.a_pow)
-        a_ij = (a[idx_i] + a[idx_j]) * F.softplus(self.a_div)
-        exponents = a_ij[..., None] * F.softplus(self.exponents)[None, ...]
-        coefficients = F.normalize(F.softplus(self.coefficients)[None, ...], p=1.0, dim=1)
-        screening = torch.sum(coefficients * torch.exp(-exponents * d_ij[:, None]), dim=1)
-        repulsion = (z[idx_i] * z[idx_j]) / d_ij
-        if self.cutoff_fn is not None:
-            repulsion = repulsion * self.cutoff_fn(d_ij)
-        y = snn.scatter_add(repulsion * screening, idx_i, dim_size=z.shape[0])
-        y = snn.scatter_add(y, inputs[P.idx_m], dim_size=inputs[P.n_atoms].shape[0])
-        inputs[self.output_key] = 0.5 * self.ke * y
-        return inputs
-
-    saved = Atomwise.forward, ZBLRepulsionEnergy.forward
-    Atomwise.forward, ZBLRepulsionEnergy.forward = atomwise_forward, zbl_forward
-    try:
-        yield
-    finally:
-        Atomwise.forward, ZBLRepulsionEnergy.forward = saved
 
 
 def _pad_pairs(inputs: Dict[str, torch.Tensor], capacity: int, far_A: float) -> list:
@@ -122,17 +77,11 @@ def trace_energy_forces(net, inputs: Dict[str, torch.Tensor], capacity: int, far
     pp = net.do_postprocessing
     net.do_postprocessing = False
     try:
-        with _traceable_molecule_count():
+        with traceable_schnetpack():
             gm = make_fx(energy_forces, tracing_mode="real")(params, buffers, *args)
     finally:
         net.do_postprocessing = pp
-    detach = (torch.ops.aten.detach.default, torch.ops.aten.alias.default)
-    for node in list(gm.graph.nodes):
-        if node.op == "call_function" and node.target in detach:
-            node.replace_all_uses_with(node.args[0])
-            gm.graph.erase_node(node)
-    gm.graph.eliminate_dead_code()
-    gm.recompile()
+    remove_detach(gm)
     # the backward formulas recorded in-place ops (fill_, sub_, index_put_, ...) on
     # intermediates; a second trace through functionalize leaves a graph without mutations
     return make_fx(functionalize(gm, remove="mutations_and_views"), tracing_mode="real")(params, buffers, *args)
