@@ -137,8 +137,9 @@ constexpr int kWidth = sizeof(V) / sizeof(double);
 // Leaf size (points) of the cache-blocked recursion: 4096 x 64 bytes = 256 KiB.
 constexpr std::size_t kLaneBlock = 4096;
 
-// Radix-2^2 DIF step on the group a[0 .. 4q) (points), as dif_stage4.
-template <class V>
+// Radix-2^2 DIF step on the group a[0 .. 4q) (points), as dif_stage4. `upper_zero`: the upper
+// half is zero padding (a2 = a3 = 0; the first step of a padded transform): it is not read.
+template <class V, bool upper_zero = false>
 [[gnu::always_inline]] inline void lanes_stage4(double* a, std::size_t q, const cplx* tw) {
   const cplx* w1 = tw + 2 * q;  // exp(-2 pi i j / 4q)
   const cplx* w2 = tw + q;      // exp(-2 pi i j / 2q)
@@ -153,12 +154,16 @@ template <class V>
       double* p3 = p2 + kStride * q;
       const V a0r = PYMOTOR_VEC(p0), a0i = PYMOTOR_VEC(p0 + kLanes);
       const V a1r = PYMOTOR_VEC(p1), a1i = PYMOTOR_VEC(p1 + kLanes);
-      const V a2r = PYMOTOR_VEC(p2), a2i = PYMOTOR_VEC(p2 + kLanes);
-      const V a3r = PYMOTOR_VEC(p3), a3i = PYMOTOR_VEC(p3 + kLanes);
-      const V s02r = a0r + a2r, s02i = a0i + a2i;
-      const V d02r = a0r - a2r, d02i = a0i - a2i;
-      const V s13r = a1r + a3r, s13i = a1i + a3i;
-      const V d13r = a1r - a3r, d13i = a1i - a3i;
+      V s02r = a0r, s02i = a0i, d02r = a0r, d02i = a0i;  // a0 +- a2
+      V s13r = a1r, s13i = a1i, d13r = a1r, d13i = a1i;  // a1 +- a3
+      if constexpr (!upper_zero) {
+        const V a2r = PYMOTOR_VEC(p2), a2i = PYMOTOR_VEC(p2 + kLanes);
+        const V a3r = PYMOTOR_VEC(p3), a3i = PYMOTOR_VEC(p3 + kLanes);
+        s02r = a0r + a2r, s02i = a0i + a2i;
+        d02r = a0r - a2r, d02i = a0i - a2i;
+        s13r = a1r + a3r, s13i = a1i + a3i;
+        d13r = a1r - a3r, d13i = a1i - a3i;
+      }
       PYMOTOR_VEC(p0) = s02r + s13r;
       PYMOTOR_VEC(p0 + kLanes) = s02i + s13i;
       const V ur = s02r - s13r, ui = s02i - s13i;
@@ -168,38 +173,6 @@ template <class V>
       PYMOTOR_VEC(p2) = vr * t1r - vi * t1i;
       PYMOTOR_VEC(p2 + kLanes) = vr * t1i + vi * t1r;
       const V xr = d02r - d13i, xi = d02i + d13r;  // (a0 - a2) + i (a1 - a3)
-      PYMOTOR_VEC(p3) = xr * t3r - xi * t3i;
-      PYMOTOR_VEC(p3 + kLanes) = xr * t3i + xi * t3r;
-    }
-  }
-}
-
-// First DIF step of a group whose upper half is zero padding (a2 = a3 = 0).
-template <class V>
-[[gnu::always_inline]] inline void lanes_stage4_padded(double* a, std::size_t q,
-                                                       const cplx* tw) {
-  const cplx* w1 = tw + 2 * q;
-  const cplx* w2 = tw + q;
-  for (std::size_t j = 0; j < q; ++j) {
-    const double t1r = w1[j].real(), t1i = w1[j].imag();
-    const double t2r = w2[j].real(), t2i = w2[j].imag();
-    const double t3r = t1r * t2r - t1i * t2i, t3i = t1r * t2i + t1i * t2r;
-    for (int c = 0; c < kLanes; c += kWidth<V>) {
-      double* p0 = a + kStride * j + c;
-      double* p1 = p0 + kStride * q;
-      double* p2 = p1 + kStride * q;
-      double* p3 = p2 + kStride * q;
-      const V a0r = PYMOTOR_VEC(p0), a0i = PYMOTOR_VEC(p0 + kLanes);
-      const V a1r = PYMOTOR_VEC(p1), a1i = PYMOTOR_VEC(p1 + kLanes);
-      PYMOTOR_VEC(p0) = a0r + a1r;
-      PYMOTOR_VEC(p0 + kLanes) = a0i + a1i;
-      const V ur = a0r - a1r, ui = a0i - a1i;
-      PYMOTOR_VEC(p1) = ur * t2r - ui * t2i;
-      PYMOTOR_VEC(p1 + kLanes) = ur * t2i + ui * t2r;
-      const V vr = a0r + a1i, vi = a0i - a1r;  // a0 - i a1
-      PYMOTOR_VEC(p2) = vr * t1r - vi * t1i;
-      PYMOTOR_VEC(p2 + kLanes) = vr * t1i + vi * t1r;
-      const V xr = a0r - a1i, xi = a0i + a1r;  // a0 + i a1
       PYMOTOR_VEC(p3) = xr * t3r - xi * t3i;
       PYMOTOR_VEC(p3 + kLanes) = xr * t3i + xi * t3r;
     }
@@ -293,7 +266,7 @@ template <class V>
   std::fill(buf + kStride * n_frames, buf + kStride * (padded_half ? m / 2 : m), 0.0);
   if (padded_half) {
     const std::size_t q = m / 4;
-    lanes_stage4_padded<V>(buf, q, tw);
+    lanes_stage4<V, true>(buf, q, tw);
     for (int k = 0; k < 4; ++k) lanes_dif_blocked<V>(buf + kStride * k * q, q, tw);
   } else if (m >= 2) {
     lanes_dif_blocked<V>(buf, m, tw);
