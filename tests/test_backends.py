@@ -210,14 +210,16 @@ def test_pt2_equals_torchscript_and_drives_md(files, pt2_files, frames, tmp_path
 
 def test_pt2_bad_files_and_mismatches_are_named(pt2_files, files, tmp_path):
     import re
+    import warnings
     import zipfile
+    from pathlib import Path
 
     import torch
 
     path = pt2_files["schnet"][0]
     # truncated
     cut = tmp_path / "cut.pt2"
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="cut.pt2"):
         pymotor.load_model(cut)
@@ -247,7 +249,9 @@ def test_pt2_bad_files_and_mismatches_are_named(pt2_files, files, tmp_path):
     # a foreign package without pymotor's metadata
     lin = torch.nn.Linear(3, 1)
     ep = torch.export.export(lin, (torch.randn(4, 3),))
-    foreign = torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp_path / "foreign.pt2"))
+    with warnings.catch_warnings():  # torch's own pytree deprecation inside the packager
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+        foreign = torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp_path / "foreign.pt2"))
     with pytest.raises(ValueError, match="AOTInductor package without pymotor metadata"):
         pymotor.load_model(foreign)
     # deploy's own arguments

@@ -169,6 +169,38 @@ def test_schnetpack_schnet_128_cuda_equals_cpu(tmp_path, cpnx, report):
     assert de <= TOL and df <= TOL, (de, df)
 
 
+@pytest.mark.schnetpack
+def test_pt2_package_compiled_for_cuda_equals_torchscript(tmp_path, cpnx, report):
+    """Issue 16: a SchNetPack PaiNN deployed as an AOTInductor package compiled for CUDA
+    (pymotor.deploy(..., device="cuda")) runs through the pt2 backend on the GPU and gives the
+    TorchScript file's energies and forces (<= 1e-4 eV, eV/A); a CPU package refuses CUDA."""
+    pytest.importorskip("schnetpack", reason="schnetpack not installed (carry its wheels, docs/gpu.md)")
+    import schnetpack as spk
+
+    torch.manual_seed(0)
+    rep = spk.representation.PaiNN(n_atom_basis=64, n_interactions=3, radial_basis=spk.nn.GaussianRBF(20, 5.0),
+                                   cutoff_fn=spk.nn.CosineCutoff(5.0))
+    net = spk.model.NeuralNetworkPotential(
+        representation=rep, input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=[spk.atomistic.Atomwise(n_in=64, output_key="energy"),
+                        spk.atomistic.Forces(energy_key="energy", force_key="forces")]).eval()
+    kw = dict(cutoff_A=5.0, energy_unit="kcal/mol", elements=[1, 6, 8])
+    pymotor.deploy(net, tmp_path / "m.pt", **kw)
+    md = pymotor.deploy(net, tmp_path / "m_cuda.pt2", device="cuda", **kw)
+    assert md["pt2"]["device"] == "cuda"
+    gpu = pymotor.load_model(tmp_path / "m_cuda.pt2")
+    assert gpu.backend == "pt2" and gpu.device == "cuda"
+    reps = _rattled(cpnx, 8)
+    e_t, f_t = _compute(pymotor.load_model(tmp_path / "m.pt", backend="torchscript", device="cuda"), reps)
+    e_p, f_p = _compute(gpu, reps)
+    de, df = float(np.abs(e_t - e_p).max()), float(np.abs(f_t - f_p).max())
+    report["pt2_cuda_painn64_max_dE_eV"], report["pt2_cuda_painn64_max_dF_eV_per_A"] = de, df
+    assert de <= TOL and df <= TOL, (de, df)
+    pymotor.deploy(net, tmp_path / "m_cpu.pt2", **kw)
+    with pytest.raises(ValueError, match="compiled for cpu, not for cuda"):
+        pymotor.load_model(tmp_path / "m_cpu.pt2", device="cuda")
+
+
 # ---------------------------------------------------------------------------------------
 # Batched replicas = singles, on the GPU
 # ---------------------------------------------------------------------------------------
