@@ -120,6 +120,27 @@ class FileLock:
             self._fd = None
 
 
+def check_not_being_written(path: str | os.PathLike, what: str = "restart") -> None:
+    """Raise :class:`TrajectoryLockedError` when another process holds ``path``'s writer lock
+    (:class:`FileLock`). HDF5's own lock is not enough: a writer closes its file between
+    commits, and a reader slipping into that gap would see a file that is still growing."""
+    import fcntl
+
+    try:
+        fd = os.open(lock_path(path), os.O_RDWR)
+    except FileNotFoundError:
+        return  # never written by a run that took the lock
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except BlockingIOError:
+        raise TrajectoryLockedError(
+            f"`{what}`: {Path(path)} is being written by {_holder(Path(path))} (lock file {lock_path(path)}); "
+            "wait for that run to end or write to another file") from None
+    finally:
+        os.close(fd)
+
+
 def open_h5(path: str | os.PathLike, mode: str = "r", what: str = "path", allow_running: bool = False):
     """``h5py.File`` with errors that name the argument: a missing file, a directory, a file
     another process is writing (:class:`TrajectoryLockedError`), an unreadable file

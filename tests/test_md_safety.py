@@ -94,6 +94,22 @@ def test_second_writer_is_refused_before_it_touches_the_file(cluster, tmp_path):
     np.testing.assert_array_equal(t.step, np.arange(1501))
 
 
+def test_restart_of_a_file_whose_writer_is_between_commits_is_refused(cluster, tmp_path):
+    """A writer closes its HDF5 file between commits; a restart slipping into that gap must
+    see the writer's lock (not read the growing file and complain about its settings)."""
+    from pymotor.trajectory import FileLock
+
+    path = tmp_path / "md.h5"
+    run(cluster, steps=20, trajectory=path)
+    held = FileLock(path)  # what the running writer holds, the h5 file itself closed
+    try:
+        with pytest.raises(TrajectoryLockedError, match=rf"{path.name} is being written by process {os.getpid()}"):
+            run(cluster, steps=40, restart=path, timestep_fs=2.0)  # other settings: the lock comes first
+    finally:
+        held.release()
+    assert len(run(cluster, steps=40, restart=path)) > 0  # released: the restart proceeds
+
+
 def test_existing_trajectory_is_not_overwritten_without_asking(cluster, tmp_path):
     path = tmp_path / "done.h5"
     run(cluster, steps=100, trajectory=path)

@@ -19,7 +19,7 @@ from ase import Atoms
 from .. import _core, connectivity
 from ..backends import describe, load_model, make_potential
 from ..h5md import PARTICLES
-from ..trajectory import Trajectory, TrajectoryFileError, open_h5, read_state
+from ..trajectory import Trajectory, TrajectoryFileError, check_not_being_written, open_h5, read_state
 from .errors import MDError
 from .recorder import Recorder, current_frame
 from .settings import MDSettings, differences
@@ -265,6 +265,8 @@ def _read_restart(restart, R: int, template) -> RestartState | None:
     if not all(exists):
         missing = [str(p) for p, e in zip(paths, exists) if not e]
         raise FileNotFoundError(f"`restart`: some replicas' files are missing ({', '.join(missing)})")
+    for p in paths:  # before reading: a running writer's file is not a restart point
+        check_not_being_written(p, "restart")
     states = []
     for p in paths:
         try:
