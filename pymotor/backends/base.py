@@ -68,6 +68,36 @@ class NNModel:
                 "energy_unit": self.energy_unit}
 
 
+class LibtorchModel(NNModel):
+    """A backend whose network libtorch runs from C++ (a TorchScript module or an AOTInductor
+    package, ``self._module``, on ``self.device``), driven by ``_core.TorchPotential``: the
+    same neighbour list, input adapter, units and float64 energy offset for both."""
+
+    device = "cpu"
+    _module = None
+
+    @staticmethod
+    def check_device(device: str) -> str:
+        if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+            raise ValueError(f"`device` must be 'cpu' or 'cuda[:i]', got {device!r}")
+        return device
+
+    def potential(self, atomic_numbers: Sequence[int], skin_A: float = DEFAULT_SKIN_A):
+        from .. import _core
+
+        z = [int(v) for v in atomic_numbers]
+        self.check_elements(z)
+        return _core.TorchPotential(self._module, z, self.cutoff_A, skin_A, self.length_unit_A,
+                                    self.energy_unit_eV, self.energy_offset_eV(z))
+
+    def describe(self) -> dict:
+        return dict(super().describe(), device=self.device)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({str(self.path)!r}, cutoff_A={self.cutoff_A:g}, "
+                f"energy_unit={self.energy_unit!r}, length_unit={self.length_unit!r}, device={self.device!r})")
+
+
 class UnsupportedModelError(ValueError):
     """The model file holds an architecture or variant this backend cannot evaluate."""
 

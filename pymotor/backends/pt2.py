@@ -4,11 +4,10 @@ ahead of time, driven by the same MD loop and neighbour list as TorchScript file
 from __future__ import annotations
 
 import os
-from typing import Sequence
 
 from .. import _core
 from ..modelfile import ModelFile
-from .base import DEFAULT_SKIN_A, NNModel, UnsupportedModelError
+from .base import LibtorchModel, UnsupportedModelError
 
 
 def _release(version: str) -> tuple:
@@ -44,7 +43,7 @@ def check_compatible(file: ModelFile, device: str) -> None:
                          "recompile it on this machine")
 
 
-class Pt2Model(NNModel):
+class Pt2Model(LibtorchModel):
     """A deployed AOTInductor package (pymotor metadata) evaluated from C++.
 
     Parameters
@@ -69,24 +68,9 @@ class Pt2Model(NNModel):
         file = path if isinstance(path, ModelFile) else ModelFile(path, energy_unit, length_unit)
         self.supports(file)
         super().__init__(file)
-        self.device = device or (file.metadata.get("pt2") or {}).get("device", "cpu")
-        if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            raise ValueError(f"`device` must be 'cpu' or 'cuda[:i]', got {self.device!r}")
+        self.device = self.check_device(device or (file.metadata.get("pt2") or {}).get("device", "cpu"))
         check_compatible(file, self.device)
         try:
             self._module = _core.AOTIModel(str(file.path), self.device)
         except RuntimeError as exc:
             raise ValueError(f"`path`: {file.path} is not a loadable AOTInductor package ({exc})") from exc
-
-    def potential(self, atomic_numbers: Sequence[int], skin_A: float = DEFAULT_SKIN_A):
-        z = [int(v) for v in atomic_numbers]
-        self.check_elements(z)
-        return _core.TorchPotential(self._module, z, self.cutoff_A, skin_A, self.length_unit_A,
-                                    self.energy_unit_eV, self.energy_offset_eV(z))
-
-    def describe(self) -> dict:
-        return dict(super().describe(), device=self.device)
-
-    def __repr__(self) -> str:
-        return (f"Pt2Model({str(self.path)!r}, cutoff_A={self.cutoff_A:g}, energy_unit={self.energy_unit!r}, "
-                f"device={self.device!r})")

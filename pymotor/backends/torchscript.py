@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import os
-from typing import Sequence
 
 from .. import _core
 from ..modelfile import ModelFile
-from .base import DEFAULT_SKIN_A, NNModel, UnsupportedModelError
+from .base import LibtorchModel, UnsupportedModelError
 
 
 def default_device() -> str:
@@ -15,7 +14,7 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class TorchScriptModel(NNModel):
+class TorchScriptModel(LibtorchModel):
     """A deployed TorchScript potential (SchNetPack's input dictionary) run through libtorch.
 
     Parameters
@@ -42,24 +41,13 @@ class TorchScriptModel(NNModel):
             raise UnsupportedModelError(f"`path`: {file.path} is a {file.format} file, not TorchScript "
                                         f"(use backend='{file.format}' or 'auto')")
         super().__init__(file)
-        self.device = device or default_device()
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"`device` must be 'cpu' or 'cuda', got {self.device!r}")
+        self.device = self.check_device(device or default_device())
         if jit_optimize is None:
             jit_optimize = self.device.startswith("cuda")
         try:
             self._module = _core.TorchModel(str(file.path), self.device, bool(jit_optimize))
         except RuntimeError as exc:
             raise ValueError(f"`path`: {file.path} is not a loadable TorchScript model ({exc})") from exc
-
-    def potential(self, atomic_numbers: Sequence[int], skin_A: float = DEFAULT_SKIN_A):
-        z = [int(v) for v in atomic_numbers]
-        self.check_elements(z)
-        return _core.TorchPotential(self._module, z, self.cutoff_A, skin_A, self.length_unit_A,
-                                    self.energy_unit_eV, self.energy_offset_eV(z))
-
-    def describe(self) -> dict:
-        return dict(super().describe(), device=self.device)
 
     def __repr__(self) -> str:
         return (f"Model({str(self.path)!r}, cutoff_A={self.cutoff_A:g}, energy_unit={self.energy_unit!r}, "
