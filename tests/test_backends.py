@@ -264,3 +264,28 @@ def test_pt2_bad_files_and_mismatches_are_named(pt2_files, files, tmp_path):
         pymotor.deploy(lin, tmp_path / "m.pt2", cutoff_A=5.0, energy_unit="kcal/mol")
     with pytest.raises(ValueError, match="`cutoff_A` must be a number > 0"):
         pymotor.deploy(eager, tmp_path / "m.pt2", cutoff_A=-1.0, energy_unit="kcal/mol")
+
+
+def test_pt2_deploys_so3net_which_no_fast_evaluator_reads(tmp_path, frames):
+    """pymotor.deploy on a SchNetPack SO3net (spherical-harmonics messages, lmax 2): the pt2
+    package and the TorchScript file agree (<= 1e-4 eV, eV/A) on CPNX frames; auto runs the
+    TorchScript file through libtorch (no fast evaluator reads SO3net) and the package as pt2."""
+    import schnetpack as spk
+
+    torch.manual_seed(1)
+    rep = spk.representation.SO3net(n_atom_basis=16, n_interactions=2, lmax=2,
+                                    radial_basis=spk.nn.GaussianRBF(8, 5.0), cutoff_fn=spk.nn.CosineCutoff(5.0))
+    net = spk.model.NeuralNetworkPotential(
+        representation=rep, input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=[spk.atomistic.Atomwise(n_in=16, output_key="energy"),
+                        spk.atomistic.Forces(energy_key="energy", force_key="forces")]).eval()
+    kw = dict(cutoff_A=5.0, energy_unit="kcal/mol", elements=[1, 6, 8], energy_offset=OFFSET)
+    md = pymotor.deploy(net, tmp_path / "so3.pt2", **kw)
+    assert md["architecture"] == "so3net" and md["check"]["max_abs_dF"] < 1e-4
+    pymotor.deploy(net, tmp_path / "so3.pt", **kw)
+    ts, pt2 = pymotor.load_model(tmp_path / "so3.pt", device="cpu"), pymotor.load_model(tmp_path / "so3.pt2")
+    assert (ts.backend, pt2.backend) == ("torchscript", "pt2")
+    numbers, geometries = frames
+    e0, f0 = ts.potential(numbers).compute(np.stack(geometries))
+    e1, f1 = pt2.potential(numbers).compute(np.stack(geometries))
+    assert np.abs(e1 - e0).max() < 1e-4 and np.abs(f1 - f0).max() < 1e-4
