@@ -104,7 +104,12 @@ def bond_events(atomic_numbers, positions, reference=None, *, break_factor: floa
     dist_at = np.zeros(len(iu))
     for start in range(0, len(pos), 512):  # bounded memory for long trajectories
         blk = pos[start:start + 512]
-        d = np.sqrt(((blk[:, iu] - blk[:, ju]) ** 2).sum(-1))          # (t, P)
+        if np.isfinite(blk).all():  # the C++ kernel, pdist order = triu_indices order (~40x numpy)
+            from .analysis import pairwise_distances
+
+            d = pairwise_distances(blk)                                  # (t, P)
+        else:
+            d = np.sqrt(((blk[:, iu] - blk[:, ju]) ** 2).sum(-1))
         with np.errstate(invalid="ignore"):
             event = np.where(is_bond, ~(d <= break_factor * rsum), d < form_factor * rsum)
         hit = event.any(0) & (first < 0)
