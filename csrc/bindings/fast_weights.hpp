@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "pymotor/dense.hpp"        // Activation, DenseLayer
-#include "pymotor/fast_schnet.hpp"  // ZBLWeights, PairSwitch, FilterTableInfo
+#include "pymotor/fast_common.hpp"  // ZBLWeights, PairSwitch, FilterTableInfo
 
 namespace pymotor::bind {
 

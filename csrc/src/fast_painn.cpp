@@ -2,10 +2,6 @@
 
 #include "pymotor/cpu_features.hpp"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -16,9 +12,9 @@ namespace pymotor {
 
 using namespace dense;  // PackedLayer, gemm_packed, activations, check_dense (pymotor/dense.hpp)
 
-namespace {
+using fast::interval_of;
 
-constexpr double kPi = 3.14159265358979323846;
+namespace {
 
 // Cubic Hermite basis at t in [0, 1): values h00, h10, h01, h11 (weights of y_k, h y'_k, y_k+1,
 // h y'_k+1) and their t-derivatives.
@@ -34,32 +30,15 @@ inline void hermite_basis(double t, double* hb) {
   hb[7] = 3.0 * t2 - 2.0 * t;
 }
 
-inline void interval_of(double r, double inv_h, int n_int, int& k, double& t) {
-  const double s = r * inv_h;
-  k = static_cast<int>(s);
-  if (k >= n_int) k = n_int - 1;
-  if (k < 0) k = 0;
-  t = s - k;
-}
-
 // The exact filters of slot `slot` at n distances (double): W, dW are n x 3F.
 void exact_filters(const PaiNNWeights& w, int slot, const double* r, int n, double* W, double* dW) {
   const int R = w.n_rbf, C = 3 * w.n_atom_basis, off = slot * C;
   std::vector<double> rbf(R), drbf(R);
   for (int p = 0; p < n; ++p) {
     const double x = r[p];
-    for (int k = 0; k < R; ++k) {
-      const double coeff = -0.5 / (w.rbf_widths[k] * w.rbf_widths[k]);
-      const double diff = x - w.rbf_offsets[k];
-      const double g = std::exp(coeff * diff * diff);
-      rbf[k] = g;
-      drbf[k] = g * 2.0 * coeff * diff;
-    }
+    fast::gaussian_rbf(x, w.rbf_offsets, w.rbf_widths, R, rbf.data(), drbf.data());
     double fc = 0.0, dfc = 0.0;
-    if (x < w.cutoff) {
-      fc = 0.5 * (std::cos(x * kPi / w.cutoff) + 1.0);
-      dfc = -0.5 * kPi / w.cutoff * std::sin(x * kPi / w.cutoff);
-    }
+    if (x < w.cutoff) fast::cosine_cutoff(x, w.cutoff, fc, dfc);
     double* Wp = W + static_cast<size_t>(p) * C;
     double* dWp = dW + static_cast<size_t>(p) * C;
     for (int c = 0; c < C; ++c) {
@@ -109,34 +88,16 @@ void interpolate(const T* nd, int C, int n_int, double inv_h, double r, double* 
   }
 }
 
-// Max relative interpolation errors of W and dW/dr over all slots (3 points per interval).
+// Max relative interpolation errors of W and dW/dr over all slots.
 void measure_error(const PaiNNWeights& w, int n_int, const std::vector<std::vector<double>>& nodes, double& err_w,
                    double& err_dw) {
   const int C = 3 * w.n_atom_basis;
-  const double h = w.cutoff / n_int, inv_h = n_int / w.cutoff;
-  const double ts[3] = {0.25, 0.5, 0.8};
-  std::vector<double> r(static_cast<size_t>(n_int) * 3);
-  for (int k = 0; k < n_int; ++k)
-    for (int q = 0; q < 3; ++q) r[static_cast<size_t>(k) * 3 + q] = (k + ts[q]) * h;
-  const int n = static_cast<int>(r.size());
-  std::vector<double> W(static_cast<size_t>(n) * C), dW(W.size()), Wi(C), dWi(C);
-  err_w = err_dw = 0.0;
-  for (int s = 0; s < w.n_slots(); ++s) {
-    exact_filters(w, s, r.data(), n, W.data(), dW.data());
-    double max_w = 0.0, max_dw = 0.0, e_w = 0.0, e_dw = 0.0;
-    for (int p = 0; p < n; ++p) {
-      interpolate<double>(nodes[s].data(), C, n_int, inv_h, r[p], Wi.data(), dWi.data());
-      for (int c = 0; c < C; ++c) {
-        const size_t q = static_cast<size_t>(p) * C + c;
-        max_w = std::max(max_w, std::abs(W[q]));
-        max_dw = std::max(max_dw, std::abs(dW[q]));
-        e_w = std::max(e_w, std::abs(Wi[c] - W[q]));
-        e_dw = std::max(e_dw, std::abs(dWi[c] - dW[q]));
-      }
-    }
-    err_w = std::max(err_w, max_w > 0 ? e_w / max_w : e_w);
-    err_dw = std::max(err_dw, max_dw > 0 ? e_dw / max_dw : e_dw);
-  }
+  const double inv_h = n_int / w.cutoff;
+  auto exact = [&](int s, const double* r, int n, double* W, double* dW) { exact_filters(w, s, r, n, W, dW); };
+  auto interpolated = [&](int s, int, double, double r, double* W, double* dW) {
+    interpolate<double>(nodes[s].data(), C, n_int, inv_h, r, W, dW);
+  };
+  fast::table_errors(w.n_slots(), C, w.cutoff, n_int, exact, interpolated, err_w, err_dw);
 }
 
 // y = act(W x + b) of one row in double (tables at load).
@@ -244,19 +205,10 @@ std::unique_ptr<PaiNNPacked<T>> pack(const PaiNNWeights& w, int n_int, const std
 
 FastPaiNNModel::FastPaiNNModel(PaiNNWeights w, const std::string& dtype, int n_intervals, double tolerance)
     : w_(std::move(w)), dtype_(dtype), impl_(std::make_unique<Impl>()) {
-  if (dtype_ != "float32" && dtype_ != "float64")
-    throw std::invalid_argument("FastPaiNNModel: dtype must be 'float32' or 'float64', got '" + dtype_ + "'");
+  const std::string who = "FastPaiNNModel";
+  fast::check_basis(who, dtype_, w_, w_.blocks.size());
+  if (!(w_.epsilon >= 0.0)) throw std::invalid_argument(who + ": epsilon must be >= 0");
   const int F = w_.n_atom_basis, R = w_.n_rbf;
-  if (F <= 0 || R <= 0) throw std::invalid_argument("FastPaiNNModel: feature sizes must be positive");
-  if (!(w_.cutoff > 0.0)) throw std::invalid_argument("FastPaiNNModel: cutoff must be positive");
-  if (!(w_.epsilon >= 0.0)) throw std::invalid_argument("FastPaiNNModel: epsilon must be >= 0");
-  if (w_.blocks.empty()) throw std::invalid_argument("FastPaiNNModel: the model has no interactions");
-  if (w_.rbf_offsets.size() != static_cast<size_t>(R) || w_.rbf_widths.size() != static_cast<size_t>(R))
-    throw std::invalid_argument("FastPaiNNModel: rbf offsets/widths must have n_rbf values");
-  for (double s : w_.rbf_widths)
-    if (!(s > 0.0)) throw std::invalid_argument("FastPaiNNModel: rbf widths must be positive");
-  if (w_.max_z <= 0 || w_.embedding.size() != static_cast<size_t>(w_.max_z) * F)
-    throw std::invalid_argument("FastPaiNNModel: embedding must be (max_z, n_atom_basis)");
   check_dense(w_.filter, R, w_.n_slots() * 3 * F, "filter_net");
   if (w_.filter.activation != Activation::None) throw std::invalid_argument("filter_net must be linear");
   for (size_t t = 0; t < w_.blocks.size(); ++t) {
@@ -272,30 +224,13 @@ FastPaiNNModel::FastPaiNNModel(PaiNNWeights w, const std::string& dtype, int n_i
       throw std::invalid_argument(p + "context_net.1, intraatomic_context_net.1 and mu_channel_mix must be linear");
     if (!b.mu_mix.bias.empty()) throw std::invalid_argument(p + "mu_channel_mix must have no bias");
   }
-  if (w_.readout.empty()) throw std::invalid_argument("FastPaiNNModel: the readout has no layers");
-  int n_in = F;
-  for (size_t l = 0; l < w_.readout.size(); ++l) {
-    check_dense(w_.readout[l], n_in, w_.readout[l].n_out, "readout layer " + std::to_string(l));
-    n_in = w_.readout[l].n_out;
-  }
-  if (n_in != 1) throw std::invalid_argument("FastPaiNNModel: the readout must end in one output");
+  fast::check_readout(who, w_.readout, F);
 
   std::vector<std::vector<double>> nodes;
-  if (n_intervals > 0) {
-    double ew, ed;
-    hermite_nodes(w_, n_intervals, nodes);
-    measure_error(w_, n_intervals, nodes, ew, ed);
-    info_ = {n_intervals, w_.cutoff / n_intervals, ew, ed};
-  } else {
-    if (!(tolerance > 0.0)) throw std::invalid_argument("FastPaiNNModel: tolerance must be positive");
-    for (int n = 256;; n *= 2) {
-      double ew, ed;
-      hermite_nodes(w_, n, nodes);
-      measure_error(w_, n, nodes, ew, ed);
-      info_ = {n, w_.cutoff / n, ew, ed};
-      if ((ew <= tolerance && ed <= 10.0 * tolerance) || n >= (1 << 16)) break;
-    }
-  }
+  info_ = fast::choose_grid(who, w_.cutoff, n_intervals, tolerance, [&](int n, double& ew, double& ed) {
+    hermite_nodes(w_, n, nodes);
+    measure_error(w_, n, nodes, ew, ed);
+  });
   if (dtype_ == "float32")
     impl_->f32 = pack<float>(w_, info_.n_intervals, nodes);
   else
@@ -864,45 +799,23 @@ void evaluate_block(const PaiNNPacked<T>& p, Ws<T>& ws, int M, const int64_t* z,
 
 }  // namespace
 
-struct FastPaiNNPotential::Workspace {
+struct FastPaiNNPotential::Workspace : fast::ReplicaBlock {  // the block's pairs + scratch
   Ws<float> f32;
   Ws<double> f64;
-  std::vector<int> pi, pj;
-  std::vector<double> r, u, eblock;
-  std::vector<int64_t> zc;
+  std::vector<double> eblock;
 };
 
 FastPaiNNPotential::FastPaiNNPotential(std::shared_ptr<const FastPaiNNModel> model, std::vector<int64_t> z,
                                        double cutoff_A, double skin_A, double length_unit_A, double energy_unit_eV,
                                        double offset_eV, int n_threads, int block_atoms)
-    : model_(std::move(model)),
-      z_(std::move(z)),
-      length_unit_A_(length_unit_A),
-      energy_unit_eV_(energy_unit_eV),
-      offset_eV_(offset_eV),
-      n_threads_(n_threads),
-      block_atoms_(block_atoms),
-      nl_(cutoff_A, skin_A) {
-  if (!model_) throw std::invalid_argument("FastPaiNNPotential: model is null");
-  if (!(length_unit_A > 0.0) || !(energy_unit_eV > 0.0))
-    throw std::invalid_argument("FastPaiNNPotential: unit conversion factors must be positive");
-  set_n_threads(n_threads);
+    : FastPotentialBase("FastPaiNNPotential", model.get(), std::move(z), cutoff_A, skin_A, length_unit_A,
+                        energy_unit_eV, offset_eV, n_threads),
+      model_(std::move(model)),
+      block_atoms_(block_atoms) {
   set_block_atoms(block_atoms);
-  const int max_z = model_->weights().max_z;
-  for (int64_t v : z_)
-    if (v < 0 || v >= max_z)
-      throw std::invalid_argument("FastPaiNNPotential: atomic number " + std::to_string(v) +
-                                  " is outside the model's embedding (0.." + std::to_string(max_z - 1) + ")");
-  if (cutoff_A < model_->weights().cutoff * length_unit_A * (1.0 - 1e-6))
-    throw std::invalid_argument("FastPaiNNPotential: cutoff_A is below the model's cutoff");
 }
 
 FastPaiNNPotential::~FastPaiNNPotential() = default;
-
-void FastPaiNNPotential::set_n_threads(int n) {
-  if (n < 0) throw std::invalid_argument("FastPaiNNPotential: n_threads must be >= 0");
-  n_threads_ = n;
-}
 
 void FastPaiNNPotential::set_block_atoms(int n) {
   if (n < 1) throw std::invalid_argument("FastPaiNNPotential: block_atoms must be >= 1");
@@ -910,30 +823,11 @@ void FastPaiNNPotential::set_block_atoms(int n) {
 }
 
 void FastPaiNNPotential::compute(const double* x, int R, int N, double* e, double* f) {
-  if (static_cast<size_t>(N) != z_.size())
-    throw std::invalid_argument("FastPaiNNPotential: the model was set up for " + std::to_string(z_.size()) +
-                                " atoms, got " + std::to_string(N));
-  if (R <= 0 || N <= 0) return;
-  nl_.update(x, R, N);
-  const PairList& pl = nl_.half_pairs(x);  // i < j, ordered by replica
-  last_pairs_ = 2 * pl.size();
-  const size_t H = pl.size();
-  std::vector<size_t> start(R + 1, H);  // first half pair of each replica
-  start[0] = 0;
-  {
-    int rep = 0;
-    for (size_t q = 0; q < H; ++q) {
-      const int rq = static_cast<int>(pl.idx_i[q] / N);
-      while (rep < rq) start[++rep] = q;
-    }
-    while (rep < R) start[++rep] = H;
-  }
-#ifdef _OPENMP
-  const int nt = n_threads_ > 0 ? n_threads_ : omp_get_max_threads();
-#else
-  const int nt = 1;
-#endif
-  const int n_chunks = std::max(1, std::min(nt, R));
+  std::vector<size_t> start;
+  const PairList* pairs = replica_pairs(x, R, N, start);
+  if (!pairs) return;
+  const PairList& pl = *pairs;
+  const int n_chunks = this->n_chunks(R);
   for (int c = static_cast<int>(ws_.size()); c < n_chunks; ++c) ws_.push_back(std::make_unique<Workspace>());
   const double inv_len = 1.0 / length_unit_A_;
   const double fscale = energy_unit_eV_ / length_unit_A_;
@@ -942,23 +836,8 @@ void FastPaiNNPotential::compute(const double* x, int R, int N, double* e, doubl
   const int per_block = std::max(1, block_atoms_ / N);  // replicas per block
 
   auto run_block = [&](Workspace& w, int r0, int r1) {
-    const int M = (r1 - r0) * N;
-    const int64_t a0 = static_cast<int64_t>(r0) * N;
-    const size_t q0 = start[r0], q1 = start[r1];
-    const int P = static_cast<int>(q1 - q0);
-    w.pi.resize(P), w.pj.resize(P), w.r.resize(P), w.u.resize(3 * static_cast<size_t>(P));
-    for (int q = 0; q < P; ++q) {
-      const int64_t i = pl.idx_i[q0 + q], j = pl.idx_j[q0 + q];
-      w.pi[q] = static_cast<int>(i - a0);
-      w.pj[q] = static_cast<int>(j - a0);
-      const double dx = x[3 * j] - x[3 * i], dy = x[3 * j + 1] - x[3 * i + 1], dz = x[3 * j + 2] - x[3 * i + 2];
-      const double d = std::sqrt(dx * dx + dy * dy + dz * dz);
-      const double inv = d > 0 ? 1.0 / d : 0.0;
-      w.r[q] = d * inv_len;
-      w.u[3 * q] = dx * inv, w.u[3 * q + 1] = dy * inv, w.u[3 * q + 2] = dz * inv;
-    }
-    w.zc.resize(M);
-    for (int i = 0; i < M; ++i) w.zc[i] = z_[i % N];
+    w.set(pl, start, x, z_, r0, r1, inv_len);
+    const int M = w.M, P = w.P;
     w.eblock.assign(r1 - r0, 0.0);
     const double* dedr;
     const double* dedu;
@@ -974,7 +853,7 @@ void FastPaiNNPotential::compute(const double* x, int R, int N, double* e, doubl
       dedr = w.f64.dedr.data(), dedu = w.f64.dedu.data();
     }
     for (int r = r0; r < r1; ++r) e[r] = w.eblock[r - r0] * energy_unit_eV_ + offset_eV_;
-    double* fc = f + 3 * a0;
+    double* fc = f + 3 * w.a0;
     std::fill(fc, fc + 3 * static_cast<size_t>(M), 0.0);
     for (int q = 0; q < P; ++q) {
       double gr = dedr[q];
@@ -996,17 +875,9 @@ void FastPaiNNPotential::compute(const double* x, int R, int N, double* e, doubl
       }
     }
   };
-  auto run_chunk = [&](int c) {
-    const int r0 = static_cast<int>(static_cast<int64_t>(R) * c / n_chunks);
-    const int r1 = static_cast<int>(static_cast<int64_t>(R) * (c + 1) / n_chunks);
+  fast::for_each_replica_chunk(R, n_chunks, [&](int c, int r0, int r1) {
     for (int b = r0; b < r1; b += per_block) run_block(*ws_[c], b, std::min(r1, b + per_block));
-  };
-  if (n_chunks == 1) {
-    run_chunk(0);
-  } else {
-#pragma omp parallel for num_threads(n_chunks) schedule(static, 1)
-    for (int c = 0; c < n_chunks; ++c) run_chunk(c);
-  }
+  });
 }
 
 }  // namespace pymotor

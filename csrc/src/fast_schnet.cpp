@@ -1,10 +1,6 @@
 #include "pymotor/fast_schnet.hpp"
 #include "pymotor/cpu_features.hpp"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -14,43 +10,7 @@
 namespace pymotor {
 
 using namespace dense;  // gemm, activations, PackedDense, check_dense (pymotor/dense.hpp)
-
-namespace {
-
-constexpr double kPi = 3.14159265358979323846;
-
-}  // namespace
-
-// ---- the ZBL prior ---------------------------------------------------------------------------
-
-void ZBLWeights::pair(int z_i, int z_j, double r, double& e, double& dedr) const {
-  e = dedr = 0.0;
-  if (!enabled || !(r > 0.0)) return;
-  double f = 1.0, df = 0.0;
-  if (switch_type == PairSwitch::Cosine) {
-    if (r >= r_off) return;
-    f = 0.5 * (std::cos(kPi * r / r_off) + 1.0);
-    df = -0.5 * kPi / r_off * std::sin(kPi * r / r_off);
-  } else if (switch_type == PairSwitch::Switch) {
-    const double w = r_off - r_on, x = (r - r_on) / w;
-    if (x >= 1.0) return;
-    if (x > 0.0) {  // SchNetPack's SwitchFunction: f = fm / (fp + fm), fp = exp(-1/x), fm = exp(-1/(1-x))
-      const double fp = std::exp(-1.0 / x), fm = std::exp(-1.0 / (1.0 - x)), s = fp + fm;
-      f = fm / s;
-      df = -fp * fm * (1.0 / (x * x) + 1.0 / ((1.0 - x) * (1.0 - x))) / (s * s) / w;
-    }
-  }
-  const double a = (std::pow(static_cast<double>(z_i), a_pow) + std::pow(static_cast<double>(z_j), a_pow)) * a_div;
-  double scr = 0.0, dscr = 0.0;
-  for (int k = 0; k < 4; ++k) {
-    const double t = coefficients[k] * std::exp(-exponents[k] * a * r);
-    scr += t;
-    dscr -= exponents[k] * a * t;
-  }
-  const double q = ke * z_i * z_j / r;  // Coulomb part
-  e = q * scr * f;
-  dedr = q * (-scr * f / r + dscr * f + scr * df);
-}
+using fast::interval_of;
 
 // ---- dtype-specific parts of the model ---------------------------------------------------
 
@@ -114,13 +74,8 @@ void exact_filters(const SchNetWeights& w, int t, const double* r, int n, double
   const auto& it = w.interactions[t];
   std::vector<double> rbf(static_cast<size_t>(n) * R), drbf(rbf.size());
   for (int p = 0; p < n; ++p)
-    for (int k = 0; k < R; ++k) {
-      const double coeff = -0.5 / (w.rbf_widths[k] * w.rbf_widths[k]);
-      const double diff = r[p] - w.rbf_offsets[k];
-      const double g = std::exp(coeff * diff * diff);
-      rbf[static_cast<size_t>(p) * R + k] = g;
-      drbf[static_cast<size_t>(p) * R + k] = g * 2.0 * coeff * diff;
-    }
+    fast::gaussian_rbf(r[p], w.rbf_offsets, w.rbf_widths, R, &rbf[static_cast<size_t>(p) * R],
+                       &drbf[static_cast<size_t>(p) * R]);
   PackedDense<double> f1(it.filter1), f2(it.filter2);
   std::vector<double> z1(static_cast<size_t>(n) * Fi), dz1(z1.size()), d1(z1.size(), 1.0);
   f1.forward(n, rbf.data(), z1.data());
@@ -134,10 +89,7 @@ void exact_filters(const SchNetWeights& w, int t, const double* r, int n, double
   for (int p = 0; p < n; ++p) {
     const double x = r[p];
     double fc = 0.0, dfc = 0.0;
-    if (x < w.cutoff) {
-      fc = 0.5 * (std::cos(x * kPi / w.cutoff) + 1.0);
-      dfc = -0.5 * kPi / w.cutoff * std::sin(x * kPi / w.cutoff);
-    }
+    if (x < w.cutoff) fast::cosine_cutoff(x, w.cutoff, fc, dfc);
     for (int f = 0; f < Fi; ++f) {
       const size_t k = static_cast<size_t>(p) * Fi + f;
       W[k] = z2[k] * fc;
@@ -170,31 +122,28 @@ void hermite_coefficients(const SchNetWeights& w, int n_int, std::vector<double>
   }
 }
 
-template <typename C>
-inline void interval_of(double r, double inv_h, int n_int, int& k, C& t) {
-  double s = r * inv_h;
-  k = static_cast<int>(s);
-  if (k >= n_int) k = n_int - 1;
-  if (k < 0) k = 0;
-  t = static_cast<C>(s - k);
+// Max relative interpolation errors of W and dW/dr over all interactions (coefficients of n_int intervals).
+void measure_error(const SchNetWeights& w, int n_int, const std::vector<double>& coef, double& err_w, double& err_dw) {
+  const int Fi = w.n_filters;
+  const double h = w.cutoff / n_int;
+  auto exact = [&](int t, const double* r, int n, double* W, double* dW) { exact_filters(w, t, r, n, W, dW); };
+  auto interpolated = [&](int t, int k, double x, double, double* W, double* dW) {
+    const double* ck = coef.data() + static_cast<size_t>(t) * n_int * 4 * Fi + static_cast<size_t>(k) * 4 * Fi;
+    for (int f = 0; f < Fi; ++f) {
+      W[f] = ((ck[3 * Fi + f] * x + ck[2 * Fi + f]) * x + ck[Fi + f]) * x + ck[f];
+      dW[f] = ((3.0 * ck[3 * Fi + f] * x + 2.0 * ck[2 * Fi + f]) * x + ck[Fi + f]) / h;
+    }
+  };
+  fast::table_errors(static_cast<int>(w.interactions.size()), Fi, w.cutoff, n_int, exact, interpolated, err_w, err_dw);
 }
 
 }  // namespace
 
 FastSchNetModel::FastSchNetModel(SchNetWeights w, const std::string& dtype, int n_intervals, double tolerance)
     : w_(std::move(w)), dtype_(dtype), impl_(std::make_unique<Impl>()) {
-  if (dtype_ != "float32" && dtype_ != "float64")
-    throw std::invalid_argument("FastSchNetModel: dtype must be 'float32' or 'float64', got '" + dtype_ + "'");
+  const std::string who = "FastSchNetModel";
+  fast::check_basis(who, dtype_, w_, w_.interactions.size(), w_.n_filters);
   const int F = w_.n_atom_basis, Fi = w_.n_filters, R = w_.n_rbf;
-  if (F <= 0 || Fi <= 0 || R <= 0) throw std::invalid_argument("FastSchNetModel: feature sizes must be positive");
-  if (!(w_.cutoff > 0.0)) throw std::invalid_argument("FastSchNetModel: cutoff must be positive");
-  if (w_.interactions.empty()) throw std::invalid_argument("FastSchNetModel: the model has no interactions");
-  if (w_.rbf_offsets.size() != static_cast<size_t>(R) || w_.rbf_widths.size() != static_cast<size_t>(R))
-    throw std::invalid_argument("FastSchNetModel: rbf offsets/widths must have n_rbf values");
-  for (double s : w_.rbf_widths)
-    if (!(s > 0.0)) throw std::invalid_argument("FastSchNetModel: rbf widths must be positive");
-  if (w_.max_z <= 0 || w_.embedding.size() != static_cast<size_t>(w_.max_z) * F)
-    throw std::invalid_argument("FastSchNetModel: embedding must be (max_z, n_atom_basis)");
   for (size_t t = 0; t < w_.interactions.size(); ++t) {
     const auto& it = w_.interactions[t];
     const std::string p = "interaction " + std::to_string(t) + " ";
@@ -208,29 +157,13 @@ FastSchNetModel::FastSchNetModel(SchNetWeights w, const std::string& dtype, int 
     if (it.f2out2.activation != Activation::None)
       throw std::invalid_argument(p + "f2out.1 must have no activation");
   }
-  if (w_.readout.empty()) throw std::invalid_argument("FastSchNetModel: the readout has no layers");
-  int n_in = F;
-  for (size_t l = 0; l < w_.readout.size(); ++l) {
-    check_dense(w_.readout[l], n_in, w_.readout[l].n_out, "readout layer " + std::to_string(l));
-    n_in = w_.readout[l].n_out;
-  }
-  if (n_in != 1) throw std::invalid_argument("FastSchNetModel: the readout must end in one output");
+  fast::check_readout(who, w_.readout, F);
 
   std::vector<double> coef;
-  if (n_intervals > 0) {
-    double ew, ed;
-    measure_error(n_intervals, ew, ed, coef);
-    info_ = {n_intervals, w_.cutoff / n_intervals, ew, ed};
-  } else {
-    if (!(tolerance > 0.0)) throw std::invalid_argument("FastSchNetModel: tolerance must be positive");
-    int n = 256;
-    for (;; n *= 2) {
-      double ew, ed;
-      measure_error(n, ew, ed, coef);
-      info_ = {n, w_.cutoff / n, ew, ed};
-      if ((ew <= tolerance && ed <= 10.0 * tolerance) || n >= (1 << 16)) break;
-    }
-  }
+  info_ = fast::choose_grid(who, w_.cutoff, n_intervals, tolerance, [&](int n, double& ew, double& ed) {
+    hermite_coefficients(w_, n, coef);
+    measure_error(w_, n, coef, ew, ed);
+  });
   if (dtype_ == "float32")
     impl_->f32 = pack<float>(w_, info_.n_intervals, coef);
   else
@@ -238,40 +171,6 @@ FastSchNetModel::FastSchNetModel(SchNetWeights w, const std::string& dtype, int 
 }
 
 FastSchNetModel::~FastSchNetModel() = default;
-
-void FastSchNetModel::measure_error(int n_int, double& err_w, double& err_dw, std::vector<double>& coef) const {
-  hermite_coefficients(w_, n_int, coef);
-  const int Fi = w_.n_filters, T = n_interactions();
-  const double h = w_.cutoff / n_int;
-  const double ts[3] = {0.25, 0.5, 0.8};
-  std::vector<double> r(static_cast<size_t>(n_int) * 3);
-  for (int k = 0; k < n_int; ++k)
-    for (int q = 0; q < 3; ++q) r[static_cast<size_t>(k) * 3 + q] = (k + ts[q]) * h;
-  const int n = static_cast<int>(r.size());
-  std::vector<double> W(static_cast<size_t>(n) * Fi), dW(W.size());
-  err_w = err_dw = 0.0;
-  for (int t = 0; t < T; ++t) {
-    exact_filters(w_, t, r.data(), n, W.data(), dW.data());
-    const double* c = coef.data() + static_cast<size_t>(t) * n_int * 4 * Fi;
-    double max_w = 0.0, max_dw = 0.0, e_w = 0.0, e_dw = 0.0;
-    for (int p = 0; p < n; ++p) {
-      const int k = p / 3;
-      const double x = ts[p % 3];
-      const double* ck = c + static_cast<size_t>(k) * 4 * Fi;
-      for (int f = 0; f < Fi; ++f) {
-        const double v = ((ck[3 * Fi + f] * x + ck[2 * Fi + f]) * x + ck[Fi + f]) * x + ck[f];
-        const double d = ((3.0 * ck[3 * Fi + f] * x + 2.0 * ck[2 * Fi + f]) * x + ck[Fi + f]) / h;
-        const size_t q = static_cast<size_t>(p) * Fi + f;
-        max_w = std::max(max_w, std::abs(W[q]));
-        max_dw = std::max(max_dw, std::abs(dW[q]));
-        e_w = std::max(e_w, std::abs(v - W[q]));
-        e_dw = std::max(e_dw, std::abs(d - dW[q]));
-      }
-    }
-    err_w = std::max(err_w, max_w > 0 ? e_w / max_w : e_w);
-    err_dw = std::max(err_dw, max_dw > 0 ? e_dw / max_dw : e_dw);
-  }
-}
 
 void FastSchNetModel::filter_exact(int t, double r, double* W, double* dW) const {
   if (t < 0 || t >= n_interactions()) throw std::out_of_range("FastSchNetModel: no interaction " + std::to_string(t));
@@ -480,102 +379,46 @@ void evaluate_block(const Packed<T>& p, Ws<T>& ws, int M, const int64_t* z, int 
 
 }  // namespace
 
-struct FastSchNetPotential::Workspace {
+struct FastSchNetPotential::Workspace : fast::ReplicaBlock {  // the block's pairs + scratch
   Ws<float> f32;
   Ws<double> f64;
-  std::vector<int> pi, pj;
-  std::vector<double> r, u;
 };
 
 FastSchNetPotential::FastSchNetPotential(std::shared_ptr<const FastSchNetModel> model, std::vector<int64_t> z,
                                          double cutoff_A, double skin_A, double length_unit_A, double energy_unit_eV,
                                          double offset_eV, int n_threads)
-    : model_(std::move(model)),
-      z_(std::move(z)),
-      length_unit_A_(length_unit_A),
-      energy_unit_eV_(energy_unit_eV),
-      offset_eV_(offset_eV),
-      n_threads_(n_threads),
-      nl_(cutoff_A, skin_A) {
-  if (!model_) throw std::invalid_argument("FastSchNetPotential: model is null");
-  if (!(length_unit_A > 0.0) || !(energy_unit_eV > 0.0))
-    throw std::invalid_argument("FastSchNetPotential: unit conversion factors must be positive");
-  if (n_threads < 0) throw std::invalid_argument("FastSchNetPotential: n_threads must be >= 0");
-  const int max_z = model_->weights().max_z;
-  for (int64_t v : z_)
-    if (v < 0 || v >= max_z)
-      throw std::invalid_argument("FastSchNetPotential: atomic number " + std::to_string(v) +
-                                  " is outside the model's embedding (0.." + std::to_string(max_z - 1) + ")");
-  // The model's filters vanish at its own cutoff; the list must not drop pairs inside it.
-  if (cutoff_A < model_->weights().cutoff * length_unit_A * (1.0 - 1e-6))
-    throw std::invalid_argument("FastSchNetPotential: cutoff_A is below the model's cutoff");
-}
+    : FastPotentialBase("FastSchNetPotential", model.get(), std::move(z), cutoff_A, skin_A, length_unit_A,
+                        energy_unit_eV, offset_eV, n_threads),
+      model_(std::move(model)) {}
 
 FastSchNetPotential::~FastSchNetPotential() = default;
 
 void FastSchNetPotential::compute(const double* x, int R, int N, double* e, double* f) {
-  if (static_cast<size_t>(N) != z_.size())
-    throw std::invalid_argument("FastSchNetPotential: the model was set up for " + std::to_string(z_.size()) +
-                                " atoms, got " + std::to_string(N));
-  if (R <= 0 || N <= 0) return;
-  nl_.update(x, R, N);
-  const PairList& pl = nl_.half_pairs(x);  // i < j, ordered by replica
-  last_pairs_ = 2 * pl.size();             // as the full list a TorchScript model gets
-  const size_t H = pl.size();
-  std::vector<size_t> start(R + 1, H);  // first half pair of each replica
-  start[0] = 0;
-  {
-    int rep = 0;
-    for (size_t q = 0; q < H; ++q) {
-      const int rq = static_cast<int>(pl.idx_i[q] / N);
-      while (rep < rq) start[++rep] = q;
-    }
-    while (rep < R) start[++rep] = H;
-  }
-#ifdef _OPENMP
-  // 0: follow the process's OpenMP setting (torch.set_num_threads sets it for libtorch too)
-  int nt = n_threads_ > 0 ? n_threads_ : omp_get_max_threads();
-#else
-  int nt = 1;
-#endif
-  const int n_chunks = std::max(1, std::min(nt, R));
-  if (static_cast<int>(ws_.size()) < n_chunks)
-    for (int c = static_cast<int>(ws_.size()); c < n_chunks; ++c) ws_.push_back(std::make_unique<Workspace>());
+  std::vector<size_t> start;
+  const PairList* pairs = replica_pairs(x, R, N, start);
+  if (!pairs) return;
+  const PairList& pl = *pairs;
+  const int n_chunks = this->n_chunks(R);
+  for (int c = static_cast<int>(ws_.size()); c < n_chunks; ++c) ws_.push_back(std::make_unique<Workspace>());
   const double inv_len = 1.0 / length_unit_A_;
   const double fscale = energy_unit_eV_ / length_unit_A_;
   const FastSchNetModel::Impl& impl = model_->impl();
 
-  auto run_chunk = [&](int c) {
-    const int r0 = static_cast<int>(static_cast<int64_t>(R) * c / n_chunks);
-    const int r1 = static_cast<int>(static_cast<int64_t>(R) * (c + 1) / n_chunks);
-    const int M = (r1 - r0) * N;
-    const int64_t a0 = static_cast<int64_t>(r0) * N;
-    const size_t q0 = start[r0], q1 = start[r1];
-    const int P = static_cast<int>(q1 - q0);
+  fast::for_each_replica_chunk(R, n_chunks, [&](int c, int r0, int r1) {  // one block per chunk
     Workspace& w = *ws_[c];
-    w.pi.resize(P), w.pj.resize(P), w.r.resize(P), w.u.resize(3 * static_cast<size_t>(P));
-    for (int q = 0; q < P; ++q) {
-      const int64_t i = pl.idx_i[q0 + q], j = pl.idx_j[q0 + q];
-      w.pi[q] = static_cast<int>(i - a0);
-      w.pj[q] = static_cast<int>(j - a0);
-      const double dx = x[3 * j] - x[3 * i], dy = x[3 * j + 1] - x[3 * i + 1], dz = x[3 * j + 2] - x[3 * i + 2];
-      const double d = std::sqrt(dx * dx + dy * dy + dz * dz);
-      const double inv = d > 0 ? 1.0 / d : 0.0;
-      w.r[q] = d * inv_len;
-      w.u[3 * q] = dx * inv, w.u[3 * q + 1] = dy * inv, w.u[3 * q + 2] = dz * inv;
-    }
-    std::vector<int64_t> zc(M);
-    for (int i = 0; i < M; ++i) zc[i] = z_[i % N];
+    w.set(pl, start, x, z_, r0, r1, inv_len);
+    const int M = w.M, P = w.P;
+    const int64_t* zc = w.zc.data();
     std::vector<double> eblock(r1 - r0);
     std::vector<double>* dedr;
     if (impl.f32) {
       w.f32.resize(*impl.f32, M, P);
-      evaluate_block<float>(*impl.f32, w.f32, M, zc.data(), P, w.pi.data(), w.pj.data(), w.r.data(), r1 - r0, N,
+      evaluate_block<float>(*impl.f32, w.f32, M, zc, P, w.pi.data(), w.pj.data(), w.r.data(), r1 - r0, N,
                             eblock.data());
       dedr = &w.f32.dedr;
     } else {
       w.f64.resize(*impl.f64, M, P);
-      evaluate_block<double>(*impl.f64, w.f64, M, zc.data(), P, w.pi.data(), w.pj.data(), w.r.data(), r1 - r0, N,
+      evaluate_block<double>(*impl.f64, w.f64, M, zc, P, w.pi.data(), w.pj.data(), w.r.data(), r1 - r0, N,
                              eblock.data());
       dedr = &w.f64.dedr;
     }
@@ -590,7 +433,7 @@ void FastSchNetPotential::compute(const double* x, int R, int N, double* e, doub
       }
     }
     for (int r = r0; r < r1; ++r) e[r] = eblock[r - r0] * energy_unit_eV_ + offset_eV_;
-    double* fc = f + 3 * a0;
+    double* fc = f + 3 * w.a0;
     std::fill(fc, fc + 3 * static_cast<size_t>(M), 0.0);
     for (int q = 0; q < P; ++q) {
       // E(r_ij), r_ij = |x_j - x_i|: F_i = +dE/dr u_ij, F_j = -dE/dr u_ij
@@ -600,13 +443,7 @@ void FastSchNetPotential::compute(const double* x, int R, int N, double* e, doub
         fc[3 * w.pj[q] + d] -= g * w.u[3 * q + d];
       }
     }
-  };
-  if (n_chunks == 1) {
-    run_chunk(0);
-  } else {
-#pragma omp parallel for num_threads(n_chunks) schedule(static, 1)
-    for (int c = 0; c < n_chunks; ++c) run_chunk(c);
-  }
+  });
 }
 
 }  // namespace pymotor

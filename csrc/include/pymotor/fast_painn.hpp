@@ -20,7 +20,7 @@
 // Forces: a hand-written backward pass through the readout, the mixing blocks (incl. the norm) and
 // the messages gives dE/dr and dE/du per half pair; F_j = -(dE/dr u + (1 - u u^T) dE/du / r).
 // Arithmetic in float or double (template); geometry and force accumulation in double; the ZBL
-// prior (fast_schnet.hpp's ZBLWeights) per pair in double. Replicas are spread over OpenMP
+// prior (fast_common.hpp's ZBLWeights) per pair in double. Replicas are spread over OpenMP
 // threads and processed in blocks of whole replicas that fit the caches.
 #pragma once
 #include <cstdint>
@@ -29,9 +29,7 @@
 #include <vector>
 
 #include "pymotor/dense.hpp"        // Activation, DenseLayer
-#include "pymotor/fast_schnet.hpp"  // ZBLWeights, FilterTableInfo
-#include "pymotor/neighbors.hpp"
-#include "pymotor/potential.hpp"
+#include "pymotor/fast_common.hpp"  // ZBLWeights, FilterTableInfo, FastPotentialBase
 
 namespace pymotor {
 
@@ -87,7 +85,7 @@ class FastPaiNNModel {
   std::unique_ptr<Impl> impl_;
 };
 
-class FastPaiNNPotential : public Potential {
+class FastPaiNNPotential : public FastPotentialBase {
  public:
   // cutoff_A: model cutoff in Angstrom. atomic_numbers: N (same for all replicas).
   // n_threads: OpenMP threads over replicas; 0 = omp_get_max_threads() at each call.
@@ -98,10 +96,6 @@ class FastPaiNNPotential : public Potential {
   ~FastPaiNNPotential() override;
   void compute(const double*, int, int, double*, double*) override;
   std::string name() const override { return "fast-painn"; }
-  const VerletList& neighbors() const { return nl_; }
-  size_t last_n_pairs() const { return last_pairs_; }  // directed pairs, as TorchPotential
-  int n_threads() const { return n_threads_; }
-  void set_n_threads(int n);
   int block_atoms() const { return block_atoms_; }
   void set_block_atoms(int n);
 
@@ -109,11 +103,7 @@ class FastPaiNNPotential : public Potential {
 
  private:
   std::shared_ptr<const FastPaiNNModel> model_;
-  std::vector<int64_t> z_;
-  double length_unit_A_, energy_unit_eV_, offset_eV_;
-  int n_threads_, block_atoms_;
-  VerletList nl_;
-  size_t last_pairs_ = 0;
+  int block_atoms_;
   std::vector<std::unique_ptr<Workspace>> ws_;  // one per thread
 };
 

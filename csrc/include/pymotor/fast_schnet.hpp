@@ -21,9 +21,8 @@
 #include <string>
 #include <vector>
 
-#include "pymotor/dense.hpp"  // Activation, DenseLayer
-#include "pymotor/neighbors.hpp"
-#include "pymotor/potential.hpp"
+#include "pymotor/dense.hpp"        // Activation, DenseLayer
+#include "pymotor/fast_common.hpp"  // ZBLWeights, FilterTableInfo, FastPotentialBase
 
 namespace pymotor {
 
@@ -31,25 +30,6 @@ struct SchNetInteractionWeights {
   DenseLayer in2f;                  // n_atom_basis -> n_filters, no bias, no activation
   DenseLayer filter1, filter2;      // n_rbf -> n_filters (act), n_filters -> n_filters
   DenseLayer f2out1, f2out2;        // n_filters -> n_atom_basis (act), n_atom_basis -> n_atom_basis
-};
-
-// Ziegler-Biersack-Littmark screened nuclear repulsion (SchNetPack's ZBLRepulsionEnergy, parameters
-// after its softplus/normalisation), per unordered pair within the switch:
-//   E_ij = ke Z_i Z_j / r * sum_k c_k exp(-e_k a_ij r) * f(r),  a_ij = (Z_i^a_pow + Z_j^a_pow) a_div,
-// f = 1 (None), the cosine cutoff (Cosine, r_off = cutoff) or SchNetPack's SwitchFunction
-// (Switch: 1 below r_on, 0 above r_off, exp(-1/x) blend between). Model units throughout.
-enum class PairSwitch : int { None = 0, Cosine = 1, Switch = 2 };
-
-struct ZBLWeights {
-  bool enabled = false;
-  double ke = 0.0;             // energy * length
-  double a_pow = 0.0, a_div = 0.0;
-  double coefficients[4] = {0, 0, 0, 0};  // normalised to sum 1
-  double exponents[4] = {0, 0, 0, 0};
-  PairSwitch switch_type = PairSwitch::None;
-  double r_on = 0.0, r_off = 0.0;  // model length unit (r_on for Switch only)
-  // Energy of one pair and its r-derivative (model units).
-  void pair(int z_i, int z_j, double r, double& e, double& dedr) const;
 };
 
 // All weights of a SchNet energy model in the model's own units.
@@ -63,13 +43,6 @@ struct SchNetWeights {
   std::vector<DenseLayer> readout;   // atom-wise MLP, last layer n_out == 1, summed over atoms
   double energy_scale = 1.0;         // multiplies the summed energy (ScaleProperty)
   ZBLWeights zbl;                    // optional repulsive prior, added after the scale
-};
-
-struct FilterTableInfo {
-  int n_intervals = 0;
-  double spacing = 0.0;        // model length unit
-  double max_rel_error = 0.0;  // max |W_interp - W| / max |W| at sub-grid test points
-  double max_rel_error_derivative = 0.0;
 };
 
 // Weights + filter tables, shared by any number of potentials. dtype "float32" or "float64".
@@ -94,37 +67,27 @@ class FastSchNetModel {
   const Impl& impl() const { return *impl_; }
 
  private:
-  void measure_error(int n_intervals, double& err_w, double& err_dw, std::vector<double>& coef) const;
   SchNetWeights w_;
   std::string dtype_;
   FilterTableInfo info_;
   std::unique_ptr<Impl> impl_;
 };
 
-class FastSchNetPotential : public Potential {
+class FastSchNetPotential : public FastPotentialBase {
  public:
   // cutoff_A: model cutoff in Angstrom. atomic_numbers: N (same for all replicas).
-  // n_threads: OpenMP threads over replicas; 0 = at::get_num_threads() at each call.
+  // n_threads: OpenMP threads over replicas; 0 = omp_get_max_threads() at each call.
   FastSchNetPotential(std::shared_ptr<const FastSchNetModel> model, std::vector<int64_t> atomic_numbers,
                       double cutoff_A, double skin_A, double length_unit_A, double energy_unit_eV,
                       double energy_offset_eV, int n_threads = 0);
   ~FastSchNetPotential() override;
   void compute(const double*, int, int, double*, double*) override;
   std::string name() const override { return "fast-schnet"; }
-  const VerletList& neighbors() const { return nl_; }
-  size_t last_n_pairs() const { return last_pairs_; }  // directed pairs, as TorchPotential
-  int n_threads() const { return n_threads_; }
-  void set_n_threads(int n) { n_threads_ = n; }
 
   struct Workspace;
 
  private:
   std::shared_ptr<const FastSchNetModel> model_;
-  std::vector<int64_t> z_;
-  double length_unit_A_, energy_unit_eV_, offset_eV_;
-  int n_threads_;
-  VerletList nl_;
-  size_t last_pairs_ = 0;
   std::vector<std::unique_ptr<Workspace>> ws_;  // one per thread
 };
 
