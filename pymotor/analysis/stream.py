@@ -347,6 +347,9 @@ class DistanceHistogram(AnalysisBase):
         if edges.shape[0] < 2 or np.any(np.diff(edges) <= 0):
             raise ValueError("`bins` must be increasing bin edges (at least 2)")
         self.edges = edges
+        # edges numpy would make from (range, n): histogram's no-sort path, same counts
+        n = edges.shape[0] - 1
+        self._uniform = np.array_equal(edges, np.linspace(edges[0], edges[-1], n + 1))
 
     def _prepare(self):
         self._counts = np.zeros(self.edges.shape[0] - 1, dtype=np.int64)
@@ -356,7 +359,10 @@ class DistanceHistogram(AnalysisBase):
 
     def _single_chunk(self, chunk):
         d = _core().pairwise_distances(chunk).ravel()
-        self._counts += np.histogram(d, bins=self.edges)[0]
+        if self._uniform:
+            self._counts += np.histogram(d, bins=self.edges.shape[0] - 1, range=(self.edges[0], self.edges[-1]))[0]
+        else:
+            self._counts += np.histogram(d, bins=self.edges)[0]
         self._below += int(np.count_nonzero(d < self.edges[0]))
         self._above += int(np.count_nonzero(d > self.edges[-1]))
         self._sum += float(d.sum())
