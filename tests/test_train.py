@@ -634,3 +634,56 @@ def test_export_pt2_through_the_command_line_equals_the_torchscript_export(run, 
     e1, f1 = pt2.potential(atoms.numbers).compute(pos)
     assert abs(e0[0]) > 4000  # eV: the offset is added in float64 by both
     assert np.abs(e1 - e0).max() < 1e-4 and np.abs(f1 - f0).max() < 1e-4
+
+
+def test_evaluate_model_on_a_held_out_trajectory_per_conformer(tmp_path, tiny_model_path):
+    """evaluate_model(split="all", by_conformer=True) on CPNX frames of both diastereomers whose
+    reference is the model itself plus a known error per diastereomer: the per-conformer MAEs
+    are those errors, the labels are the mirror-invariant pair labels, every frame is counted."""
+    import pymotor
+    from pymotor.data.conformers import motor_labels
+    from pymotor.data.generate import write_database
+    from pymotor.train.evaluate import evaluate_model
+    from pymotor.trajectory import Trajectory
+
+    model = pymotor.load_model(tiny_model_path, backend="torchscript", device="cpu")
+    rng = np.random.default_rng(4)
+    frames, e_err, f_err = [], [], []
+    for dia, de_kcal, df_kcal in (("RP/SM", 0.5, 0.2), ("RM/SP", -1.25, -0.7)):
+        base = pymotor.data.cpnx(dia)
+        for _ in range(6):
+            a = base.copy()
+            a.positions += rng.normal(0, 0.01, a.positions.shape)
+            frames.append(a)
+            e_err.append(de_kcal)
+            f_err.append(df_kcal)
+    kcal = 1.0 / EV_PER_KCAL
+    e = np.empty(len(frames))
+    f = np.empty((len(frames), len(frames[0]), 3))
+    for k, a in enumerate(frames):
+        e[k], f[k] = model.compute(a)
+    # reference = model - error, so that model - reference = error (eV in the trajectory)
+    e_ref = e - np.array(e_err) / kcal
+    f_ref = f - np.array(f_err)[:, None, None] / kcal
+    pos = np.stack([a.positions for a in frames])
+    n = len(frames)
+    traj = Trajectory(atomic_numbers=frames[0].numbers, masses=frames[0].get_masses(), step=np.arange(n),
+                      time_fs=np.arange(n) * 1.0, positions=pos, velocities=np.zeros_like(pos), forces=f_ref,
+                      potential_energy=e_ref, kinetic_energy=np.zeros(n), conserved_energy=np.zeros(n), n_dof=138)
+    db = tmp_path / "held_out.db"
+    write_database(db, traj, energy_unit="kcal/mol", name="held_out")
+
+    res = evaluate_model(tiny_model_path, [db], split="all", by_conformer=True)
+    assert res["n_frames"] == n and res["split"] == "all"
+    pairs = motor_labels(frames).pair
+    groups = res["by_conformer"]
+    assert sum(g["n_frames"] for g in groups.values()) == n
+    assert set(groups) == set(pairs) and len(groups) == 2
+    for lab, g in groups.items():
+        k = int(np.flatnonzero(pairs == lab)[0])
+        assert g["n_frames"] == 6
+        assert g["energy"]["mae"] == pytest.approx(abs(e_err[k]), abs=1e-4)  # float32 model, centred positions
+        assert g["forces"]["mae"] == pytest.approx(abs(f_err[k]), abs=1e-4)
+    assert res["energy"]["mae"] == pytest.approx((0.5 + 1.25) / 2, abs=1e-4)
+    with pytest.raises(ValueError, match="`split` must be 'train', 'val', 'test' or 'all'"):
+        evaluate_model(tiny_model_path, [db], split="everything")

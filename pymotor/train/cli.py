@@ -77,8 +77,11 @@ def register(subparsers) -> None:
                                            "with --data: model files")
     p.add_argument("--data", nargs="+", default=None, metavar="DB",
                    help="reference databases (<stem>.db with <stem>_split.npz) to evaluate model files on")
-    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--split", default="val", choices=["train", "val", "test", "all"],
+                   help="with --data, 'all' takes every frame (a trajectory held out as a whole)")
     p.add_argument("--stride", type=int, default=1, help="evaluate every STRIDE-th frame")
+    p.add_argument("--by-conformer", action="store_true",
+                   help="with --data: also the errors per conformer of a molecular motor (pair labels)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=_evaluate)
 
@@ -189,9 +192,11 @@ def _evaluate(args) -> int:
 
     if args.data:
         for m in args.runs:
-            res = evaluate_model(m, args.data, split=args.split, stride=args.stride)
+            res = evaluate_model(m, args.data, split=args.split, stride=args.stride, by_conformer=args.by_conformer)
             print(json.dumps(res, indent=2) if args.json else f"model {m}\n" + format_metrics(res))
         return 0
+    if args.split == "all" or args.by_conformer:
+        raise SystemExit("--split all and --by-conformer evaluate model files on --data databases")
     if len(args.runs) == 1:
         res = evaluate(args.runs[0], split=args.split, stride=args.stride)
     else:

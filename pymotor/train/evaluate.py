@@ -167,13 +167,14 @@ def reference_frames(databases: Sequence[Union[str, os.PathLike]], split: str = 
 
     from .data import Frames, choose_split, inspect_database
 
-    validation.one_of("split", split, _PARTS)
+    validation.one_of("split", split, _PARTS + ("all",))
     stride = validation.number("stride", stride, integer=True)
     databases = _as_list(databases)
     atoms, energies, forces = [], [], []
     for db in databases:
         info = inspect_database(db, hash_file=False)
-        idx = choose_split(info)[split]
+        parts = choose_split(info)
+        idx = np.sort(np.concatenate([parts[p] for p in _PARTS])) if split == "all" else parts[split]
         frames = Frames(info, "kcal/mol")
         for i in idx[::stride]:
             atoms.append(Atoms(numbers=frames.Z[i], positions=frames.R[i]))
@@ -188,13 +189,17 @@ def reference_frames(databases: Sequence[Union[str, os.PathLike]], split: str = 
 
 
 def evaluate_model(model, databases: Sequence[Union[str, os.PathLike]], split: str = "test",
-                   stride: int = 1, n_blocks: int = 10) -> dict:
+                   stride: int = 1, n_blocks: int = 10, by_conformer: bool = False) -> dict:
     """Errors of a deployed model on the `split` frames of reference databases, in kcal/mol.
 
     ``evaluate`` scores a training run on its own split; this scores any exported model
-    (a TorchScript file, a shipped model name such as ``"cpnx-schnet"`` or a
+    (a TorchScript or pt2 file, a shipped model name such as ``"cpnx-schnet"`` or a
     :class:`pymotor.Model`) through pymotor's C++ engine, so that models trained on different
     data can be compared on one common set of frames. Same statistics as ``evaluate``.
+    ``split="all"``: every frame (a trajectory held out from training as a whole).
+    ``by_conformer``: also the errors per conformer of a molecular motor, grouped by the
+    mirror-invariant pair label of :func:`pymotor.data.conformers.motor_labels` (helix,
+    syn/anti and the configuration of C2), in ``result["by_conformer"]``.
     """
     import pymotor
     from pymotor import models
@@ -208,15 +213,38 @@ def evaluate_model(model, databases: Sequence[Union[str, os.PathLike]], split: s
     f = np.empty_like(f_ref)
     for k, a in enumerate(atoms):
         e[k], f[k] = model.compute(a)  # eV, eV/Å
-    return {
+    de, df = e * kcal_per_eV - e_ref, f * kcal_per_eV - f_ref
+    res = {
         "model": str(getattr(model, "path", "")),
         "databases": [str(d) for d in databases],
         "split": split,
         "n_frames": int(len(atoms)),
         "stride": int(stride),
         "training_energy_unit": getattr(model, "energy_unit", "?"),
-        **_error_summary(e * kcal_per_eV - e_ref, list(f * kcal_per_eV - f_ref), n_blocks),
+        **_error_summary(de, list(df), n_blocks),
     }
+    if by_conformer:
+        labels = _pair_labels(atoms)
+        res["by_conformer"] = {}
+        for lab in sorted(set(labels)):
+            sel = np.flatnonzero(labels == lab)
+            res["by_conformer"][str(lab)] = {"n_frames": int(len(sel)),
+                                             **_error_summary(de[sel], [df[i] for i in sel],
+                                                              min(n_blocks, max(2, len(sel))))}
+    return res
+
+
+def _pair_labels(atoms) -> np.ndarray:
+    """The mirror-invariant pair label of every frame (frames of one molecule at a time)."""
+    from ..data.conformers import motor_labels
+
+    out = np.empty(len(atoms), dtype=object)
+    groups: dict = {}
+    for k, a in enumerate(atoms):
+        groups.setdefault(tuple(a.numbers), []).append(k)
+    for idx in groups.values():
+        out[idx] = motor_labels([atoms[k] for k in idx]).pair
+    return out
 
 
 def _cached_or_evaluate(run_dir: Path, split: str, **kw) -> dict:
@@ -266,4 +294,8 @@ def format_metrics(res: dict) -> str:
             f"RMSE {m['rmse']:.4f} ± {m['rmse_se']:.4f} (block {m['rmse_se_block']:.4f})  {u}"
         )
     lines.append(f"  SE: {res['se_method']}")
+    for lab, m in res.get("by_conformer", {}).items():
+        lines.append(f"  {lab}: {m['n_frames']} frames, energy MAE {m['energy']['mae']:.4f} ± "
+                     f"{m['energy']['mae_se']:.4f}, force MAE {m['forces']['mae']:.4f} ± "
+                     f"{m['forces']['mae_se']:.4f}")
     return "\n".join(lines)
