@@ -124,6 +124,47 @@ def test_committee_mean_spread_and_specs(members, rng):
     assert len(t) == 21 and np.isfinite(t.potential_energy).all()
 
 
+def test_committee_calibration_ranks_the_true_error(members, data, tmp_path):
+    """committee_calibration on the 400 K (training distribution) and 700 K (beyond it) test
+    frames: spread and error per frame equal a recomputation from each member's forces and the
+    reference; the 700 K frames have larger errors and larger spreads, the spread ranks the error
+    (Spearman > 0.3 over both sets); the CLI prints the same numbers and writes the plot."""
+    from scipy.stats import spearmanr
+
+    from pymotor.learn.calibration import committee_calibration, plot_calibration
+    from pymotor.train.data import energy_conversion
+    from pymotor.train.evaluate import reference_frames
+
+    both = committee_calibration(members["paths"], [data["ref"], data["test"]], split="test", n_bins=5)
+    atoms, _, f_ref = reference_frames([data["ref"], data["test"]], split="test")
+    assert both["n_frames"] == len(atoms) and both["n_members"] == 2
+    kcal = energy_conversion("eV", "kcal/mol")
+    pred = Committee(members["paths"]).evaluate_frames(np.array([a.positions for a in atoms]), atoms[0].numbers)
+    f = pred.member_forces * kcal                                          # (M, F, N, 3)
+    mean = f.mean(axis=0)
+    spread = np.sqrt(((f - mean) ** 2).sum(-1).mean(axis=0)).max(axis=1)
+    error = np.linalg.norm(mean - np.array(f_ref), axis=-1).max(axis=1)
+    np.testing.assert_allclose(both["spread"], spread, rtol=1e-9)
+    np.testing.assert_allclose(both["error"], error, rtol=1e-9)
+    assert both["spearman_frame"] == pytest.approx(spearmanr(spread, error).statistic, abs=1e-12)
+    assert both["spearman_frame"] > 0.3, both["spearman_frame"]
+    assert [b["n"] for b in both["bins"]] == [len(atoms) // 5 + (k < len(atoms) % 5) for k in range(5)]
+    assert both["bins"][-1]["rmse"] > both["bins"][0]["rmse"]  # the top spread bin has the larger errors
+
+    cool = committee_calibration(members["paths"], [data["ref"]], split="test")
+    hot = committee_calibration(members["paths"], [data["test"]], split="test")
+    assert np.median(hot["error"]) > np.median(cool["error"])
+    assert np.median(hot["spread"]) > np.median(cool["spread"])
+    png = plot_calibration([cool, hot], tmp_path / "cal.png", ["400 K", "700 K"])
+    assert png.stat().st_size > 5000
+
+    r = subprocess.run([sys.executable, "-m", "pymotor.cli", "committee-calibration", "--committee",
+                        ",".join(members["paths"]), "--data", data["ref"], data["test"], "--bins", "5",
+                        "--plot", str(tmp_path / "cli.png")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"Spearman per frame {both['spearman_frame']:.3f}" in r.stdout and (tmp_path / "cli.png").is_file()
+
+
 def test_threshold_calibrated_on_own_validation_frames(members, data):
     from pymotor.train.data import Frames, choose_split, inspect_database
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 __all__ = ["register", "main"]
@@ -133,6 +134,39 @@ def register(subparsers) -> None:
     p.add_argument("--report-only", action="store_true", help="only write --out's learn.json and learn.png")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_learn)
+
+    p = subparsers.add_parser(
+        "committee-calibration",
+        help="how a committee's force spread ranks its true force error on reference frames",
+        description="Per frame, the committee's max per-atom force std against the max per-atom force error "
+                    "of its mean on reference databases: Spearman rank correlations (per frame, per atom), a "
+                    "binned calibration curve and a log-log plot (kcal/mol/Å).")
+    p.add_argument("--committee", required=True, help="model files a.pt,b.pt,..., a folder of *.pt, or a shipped name")
+    p.add_argument("--data", nargs="+", required=True, metavar="DB", help="reference databases")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    p.add_argument("--stride", type=_int_at_least(1), default=1, help="every N-th frame of the split")
+    p.add_argument("--bins", type=_int_at_least(2), default=10, help="bins of the calibration curve")
+    p.add_argument("--plot", default=None, metavar="PNG", help="write the plot here")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the full result (with per-frame values)")
+    p.set_defaults(func=_calibration)
+
+
+def _calibration(args) -> int:
+    import json
+
+    from .calibration import committee_calibration, plot_calibration
+
+    res = committee_calibration(args.committee, args.data, split=args.split, stride=args.stride, n_bins=args.bins)
+    print(f"{res['n_frames']} frames, {res['n_members']} members ({res['units']}): Spearman per frame "
+          f"{res['spearman_frame']:.3f}, per atom {res['spearman_atom']:.3f}; median error / spread "
+          f"{res['median_error_over_spread']:.2f}")
+    for b in res["bins"]:
+        print(f"  spread {b['spread']:.4f}  rmse {b['rmse']:.4f}  ({b['n']} frames)")
+    if args.plot:
+        print(f"wrote {plot_calibration(res, args.plot, [args.split])}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
+    return 0
 
 
 def _cli_message(exc: BaseException) -> str:
