@@ -71,8 +71,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate", help="MAE/RMSE ± SE of a run (or of exported models) in kcal/mol and kcal/mol/Å",
         description="Errors of a training run on its own split; several runs: mean ± SE across "
-                    "them (seeds). With --data: errors of exported models (TorchScript files or "
-                    "shipped names such as cpnx-schnet) on the split frames of those databases.")
+                    "them (seeds). With --data: errors of exported models (TorchScript or pt2 files, "
+                    "or shipped names such as cpnx-schnet) on the split frames of those databases.")
     p.add_argument("runs", nargs="+", help="run directory (several: mean ± SE across seeds); "
                                            "with --data: model files")
     p.add_argument("--data", nargs="+", default=None, metavar="DB",
