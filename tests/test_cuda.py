@@ -118,6 +118,37 @@ def test_default_device_is_cuda_and_fast_backend_refuses_it(tiny_model_path):
         pymotor.load_model(tiny_model_path, backend="fast", device="cuda")
 
 
+@pytest.mark.schnetpack
+def test_painn_on_cuda_runs_torchscript_and_equals_the_fast_cpu_painn(tmp_path, cpnx, report):
+    """Issue 15's device decision: the fast PaiNN is a CPU evaluator (it refuses CUDA by name);
+    on a GPU, auto runs the same PaiNN file through TorchScript on CUDA, which gives the fast CPU
+    evaluator's energies and forces (<= 1e-4 eV, eV/A)."""
+    pytest.importorskip("schnetpack", reason="schnetpack not installed (carry its wheels, docs/gpu.md)")
+    import schnetpack as spk
+
+    torch.manual_seed(2)
+    rep = spk.representation.PaiNN(n_atom_basis=64, n_interactions=3, radial_basis=spk.nn.GaussianRBF(20, 5.0),
+                                   cutoff_fn=spk.nn.CosineCutoff(5.0))
+    net = spk.model.NeuralNetworkPotential(
+        representation=rep, input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=[spk.atomistic.Atomwise(n_in=64, output_key="energy"),
+                        spk.atomistic.Forces(energy_key="energy", force_key="forces")]).eval()
+    path = tmp_path / "painn.pt"
+    pymotor.deploy(net, path, cutoff_A=5.0, energy_unit="kcal/mol", elements=[1, 6, 8])
+    with pytest.raises(ValueError, match="CPU only"):
+        pymotor.load_model(path, backend="fast-painn", device="cuda")
+    gpu = pymotor.load_model(path, device="cuda")
+    assert gpu.backend == "torchscript" and gpu.device == "cuda"
+    fast = pymotor.load_model(path, backend="fast-painn")
+    reps = _rattled(cpnx, 8)
+    e_f, f_f = _compute(fast, reps)
+    e_g, f_g = _compute(gpu, reps)
+    de, df = float(np.abs(e_f - e_g).max()), float(np.abs(f_f - f_g).max())
+    report["painn64_fast_cpu_vs_torchscript_cuda_max_dE_eV"] = de
+    report["painn64_fast_cpu_vs_torchscript_cuda_max_dF_eV_per_A"] = df
+    assert de <= TOL and df <= TOL, (de, df)
+
+
 # ---------------------------------------------------------------------------------------
 # CUDA = CPU
 # ---------------------------------------------------------------------------------------
