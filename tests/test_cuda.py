@@ -71,6 +71,19 @@ def _compute(model, atoms_list):
     return model.potential(atoms_list[0].numbers).compute(pos)
 
 
+def _spk_painn64(seed: int):
+    """A random-weight SchNetPack PaiNN (64 features, 3 interactions, 20 RBF, cutoff 5 A)."""
+    import schnetpack as spk
+
+    torch.manual_seed(seed)
+    rep = spk.representation.PaiNN(n_atom_basis=64, n_interactions=3, radial_basis=spk.nn.GaussianRBF(20, 5.0),
+                                   cutoff_fn=spk.nn.CosineCutoff(5.0))
+    return spk.model.NeuralNetworkPotential(
+        representation=rep, input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=[spk.atomistic.Atomwise(n_in=64, output_key="energy"),
+                        spk.atomistic.Forces(energy_key="energy", force_key="forces")]).eval()
+
+
 def _rattled(atoms, n, amplitude=0.05, seed0=100):
     out = []
     for k in range(n):
@@ -124,15 +137,7 @@ def test_painn_on_cuda_runs_torchscript_and_equals_the_fast_cpu_painn(tmp_path, 
     on a GPU, auto runs the same PaiNN file through TorchScript on CUDA, which gives the fast CPU
     evaluator's energies and forces (<= 1e-4 eV, eV/A)."""
     pytest.importorskip("schnetpack", reason="schnetpack not installed (carry its wheels, docs/gpu.md)")
-    import schnetpack as spk
-
-    torch.manual_seed(2)
-    rep = spk.representation.PaiNN(n_atom_basis=64, n_interactions=3, radial_basis=spk.nn.GaussianRBF(20, 5.0),
-                                   cutoff_fn=spk.nn.CosineCutoff(5.0))
-    net = spk.model.NeuralNetworkPotential(
-        representation=rep, input_modules=[spk.atomistic.PairwiseDistances()],
-        output_modules=[spk.atomistic.Atomwise(n_in=64, output_key="energy"),
-                        spk.atomistic.Forces(energy_key="energy", force_key="forces")]).eval()
+    net = _spk_painn64(seed=2)
     path = tmp_path / "painn.pt"
     pymotor.deploy(net, path, cutoff_A=5.0, energy_unit="kcal/mol", elements=[1, 6, 8])
     with pytest.raises(ValueError, match="CPU only"):
@@ -206,15 +211,7 @@ def test_pt2_package_compiled_for_cuda_equals_torchscript(tmp_path, cpnx, report
     (pymotor.deploy(..., device="cuda")) runs through the pt2 backend on the GPU and gives the
     TorchScript file's energies and forces (<= 1e-4 eV, eV/A); a CPU package refuses CUDA."""
     pytest.importorskip("schnetpack", reason="schnetpack not installed (carry its wheels, docs/gpu.md)")
-    import schnetpack as spk
-
-    torch.manual_seed(0)
-    rep = spk.representation.PaiNN(n_atom_basis=64, n_interactions=3, radial_basis=spk.nn.GaussianRBF(20, 5.0),
-                                   cutoff_fn=spk.nn.CosineCutoff(5.0))
-    net = spk.model.NeuralNetworkPotential(
-        representation=rep, input_modules=[spk.atomistic.PairwiseDistances()],
-        output_modules=[spk.atomistic.Atomwise(n_in=64, output_key="energy"),
-                        spk.atomistic.Forces(energy_key="energy", force_key="forces")]).eval()
+    net = _spk_painn64(seed=0)
     kw = dict(cutoff_A=5.0, energy_unit="kcal/mol", elements=[1, 6, 8])
     pymotor.deploy(net, tmp_path / "m.pt", **kw)
     md = pymotor.deploy(net, tmp_path / "m_cuda.pt2", device="cuda", **kw)
