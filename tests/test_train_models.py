@@ -77,6 +77,15 @@ def test_cpnx_schnet_has_a_repulsive_wall_and_runs_on_the_fast_backend():
     assert 0.5 < energy(0.9) - e0 < 1.3  # the network alone, where the data are
 
 
+def _blow_up_steps(name: str, temperature_K: float) -> list[int]:
+    """The acceptance runs of a shipped model: 12 NVT runs of 5 ps (1 fs steps) from the
+    GFN2-xTB minimum (pymotor stability); the steps at which runs blew up."""
+    from pymotor.stability import blow_up_steps
+
+    return blow_up_steps(str(models.path(name)), runs=12, timestep_fs=1.0, time_fs=5000.0,
+                         temperature_K=temperature_K)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif("cpnx-schnet" not in models.available(), reason="cpnx-schnet not built yet")
 def test_cpnx_schnet_md_stability():
@@ -84,16 +93,8 @@ def test_cpnx_schnet_md_stability():
     steps) from the GFN2-xTB minimum; at most 1 of each may blow up (measured: the shipped
     model 0/12 and 0/12; the previous shipped model 1/12 and 5/12, and more accurate fine-tuned
     models without the prior, 500 K data and active learning 6/12 to 11/12 at 300 K)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "md_stability", Path(__file__).parents[1] / "scripts" / "md_stability.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     for temperature_K in (300.0, 500.0):
-        failed = mod.blow_up_steps(str(models.path("cpnx-schnet")), runs=12, timestep_fs=1.0, time_fs=5000.0,
-                                   temperature_K=temperature_K)
+        failed = _blow_up_steps("cpnx-schnet", temperature_K)
         assert len(failed) <= 1, (temperature_K, failed)
 
 
@@ -137,17 +138,10 @@ def test_cpnx_painn_accuracy_and_stability():
     source work's accuracy (energy MAE <= 0.19 kcal/mol, forces <= 0.30 kcal/mol/A), on the
     other diastereomer at most twice that; and no blow-up in 12 NVT runs of 5 ps at 300 K and
     at 500 K (1 fs steps)."""
-    import importlib.util
-
     m = pymotor.models.load("cpnx-painn")
     errors = _held_out_errors(m)
     assert errors[0][0] <= 0.19 and errors[0][1] <= 0.30, errors
     assert errors[1][0] <= 0.38 and errors[1][1] <= 0.60, errors
-    spec = importlib.util.spec_from_file_location(
-        "md_stability", Path(__file__).parents[1] / "scripts" / "md_stability.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     for temperature_K in (300.0, 500.0):
-        failed = mod.blow_up_steps(str(models.path("cpnx-painn")), runs=12, timestep_fs=1.0, time_fs=5000.0,
-                                   temperature_K=temperature_K)
+        failed = _blow_up_steps("cpnx-painn", temperature_K)
         assert not failed, (temperature_K, failed)
