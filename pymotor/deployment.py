@@ -156,7 +156,7 @@ def _write_torchscript(model, path: Path, cutoff: float, metadata: dict, element
     import torch
 
     from .train.export import script_model
-    from .train.pt2 import INPUTS, _Flat, _prepared, compare_with_eager, example_inputs, model_inputs
+    from .train.pt2 import INPUTS, compare_with_eager, example_inputs, flat_model, model_inputs
 
     scripted = script_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,7 +175,7 @@ def _write_torchscript(model, path: Path, cutoff: float, metadata: dict, element
             out = loaded(dict(zip(INPUTS, x)))
             return out["energy"].detach(), out["forces"].detach()
 
-        res = dict(compare_with_eager(_Flat.wrap(_prepared(model, "cpu")), run, batches), batches=len(batches))
+        res = dict(compare_with_eager(flat_model(model), run, batches), batches=len(batches))
         if res["max_abs_dE"] > e_tol or res["max_abs_dF"] > f_tol:
             tmp.unlink()
             raise RuntimeError(

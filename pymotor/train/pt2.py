@@ -30,7 +30,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["INPUTS", "export_pt2", "example_inputs", "model_inputs", "compare_with_eager", "PAD_OFFSET"]
+__all__ = ["INPUTS", "export_pt2", "example_inputs", "model_inputs", "flat_model", "compare_with_eager",
+           "PAD_OFFSET"]
 
 #: the package's inputs (SchNetPack keys), in order
 INPUTS = ("_atomic_numbers", "_positions", "_idx_m", "_idx_i", "_idx_j", "_offsets", "_n_atoms")
@@ -87,31 +88,24 @@ def example_inputs(elements: Sequence[int], cutoff: float, sizes=(9, 6), seed: i
     return out
 
 
-class _Flat:
-    """The model as a function of the flat inputs (a torch.nn.Module is built lazily)."""
+def flat_model(model, device: str = "cpu"):
+    """A float32 eval-mode copy of ``model`` without postprocessors (no offsets: the loader adds
+    them), as a module of the package's flat inputs returning ``(energy, forces)``."""
+    import torch
 
-    @staticmethod
-    def wrap(net):
-        import torch
+    class Flat(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
 
-        class Flat(torch.nn.Module):
-            def __init__(self, net):
-                super().__init__()
-                self.net = net
+        def forward(self, z, r, idx_m, idx_i, idx_j, offsets, n_atoms):
+            out = self.net(dict(zip(INPUTS, (z, r, idx_m, idx_i, idx_j, offsets, n_atoms))))
+            return out["energy"], out["forces"]
 
-            def forward(self, z, r, idx_m, idx_i, idx_j, offsets, n_atoms):
-                out = self.net(dict(zip(INPUTS, (z, r, idx_m, idx_i, idx_j, offsets, n_atoms))))
-                return out["energy"], out["forces"]
-
-        return Flat(net)
-
-
-def _prepared(model, device: str):
-    """A float32 eval-mode copy without postprocessors (no offsets: the loader adds them)."""
-    m = copy.deepcopy(model).to(device).float().eval()
-    m.postprocessors = type(m.postprocessors)()
-    m.do_postprocessing = False
-    return m
+    net = copy.deepcopy(model).to(device).float().eval()
+    net.postprocessors = type(net.postprocessors)()
+    net.do_postprocessing = False
+    return Flat(net)
 
 
 def _trace(flat, x):
@@ -165,8 +159,7 @@ def export_pt2(model, path: str | os.PathLike, *, cutoff: float, metadata: dict,
     from torch.export import Dim
 
     path = Path(path)
-    net = _prepared(model, device)
-    flat = _Flat.wrap(net)
+    flat = flat_model(model, device)
     examples = example_inputs(elements, cutoff)
     x = model_inputs(examples, cutoff, device)
     threads = torch.get_num_threads()
