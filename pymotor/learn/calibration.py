@@ -48,7 +48,7 @@ def committee_calibration(committee, databases: Sequence[str | os.PathLike], spl
     from scipy.stats import spearmanr
 
     from ..train.data import energy_conversion
-    from ..train.evaluate import reference_frames
+    from ..train.evaluate import frames_by_molecule, reference_frames
     from .committee import Committee, resolve_committee
 
     n_bins = validation.number("n_bins", n_bins, integer=True, minimum=2, strict=False)
@@ -57,11 +57,8 @@ def committee_calibration(committee, databases: Sequence[str | os.PathLike], spl
     atoms, _, f_ref = reference_frames(databases, split, stride)
     kcal = energy_conversion("eV", "kcal/mol")
     spread_atom, error_atom, spread, error = [], [], [], []
-    groups: dict = {}
-    for k, a in enumerate(atoms):
-        groups.setdefault(tuple(a.numbers), []).append(k)
     order = []
-    for z, idx in groups.items():
+    for z, idx in frames_by_molecule(atoms).items():
         pos = np.stack([atoms[k].positions for k in idx])
         pred = committee.evaluate_frames(pos, np.asarray(z))
         s = pred.force_std * kcal                                        # (F, N)

@@ -234,15 +234,21 @@ def evaluate_model(model, databases: Sequence[Union[str, os.PathLike]], split: s
     return res
 
 
+def frames_by_molecule(atoms) -> dict:
+    """``{atomic numbers (tuple): [indices of the frames with them]}``, in order of appearance:
+    the groups that a per-molecule evaluator (a potential, motor labels) takes at once."""
+    groups: dict = {}
+    for k, a in enumerate(atoms):
+        groups.setdefault(tuple(int(z) for z in a.numbers), []).append(k)
+    return groups
+
+
 def _pair_labels(atoms) -> np.ndarray:
     """The mirror-invariant pair label of every frame (frames of one molecule at a time)."""
     from ..data.conformers import motor_labels
 
     out = np.empty(len(atoms), dtype=object)
-    groups: dict = {}
-    for k, a in enumerate(atoms):
-        groups.setdefault(tuple(a.numbers), []).append(k)
-    for idx in groups.values():
+    for idx in frames_by_molecule(atoms).values():
         out[idx] = motor_labels([atoms[k] for k in idx]).pair
     return out
 
