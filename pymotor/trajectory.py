@@ -91,23 +91,32 @@ def _holder(path: Path) -> str:
         return "another process"
 
 
+def _lock_or_raise(fd: int, path: Path, what: str) -> None:
+    """Take the exclusive writer lock on the open lock file ``fd`` of ``path``, or raise
+    :class:`TrajectoryLockedError` naming the process that holds it."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise TrajectoryLockedError(
+            f"`{what}`: {path} is being written by {_holder(path)} (lock file "
+            f"{lock_path(path)}); wait for that run to end or write to another file") from None
+
+
 class FileLock:
     """An exclusive advisory lock (``fcntl.flock``) on a trajectory's lock file, taken before
     the trajectory is opened for writing and released by the kernel if the process dies."""
 
     def __init__(self, path: str | os.PathLike, what: str = "trajectory"):
-        import fcntl
-
         self.path = Path(path)
         self._fd = os.open(lock_path(self.path), os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            _lock_or_raise(self._fd, self.path, what)
+        except TrajectoryLockedError:
             os.close(self._fd)
             self._fd = None
-            raise TrajectoryLockedError(
-                f"`{what}`: {self.path} is being written by {_holder(self.path)} (lock file "
-                f"{lock_path(self.path)}); wait for that run to end or write to another file") from None
+            raise
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"{os.getpid()}\n".encode())
 
@@ -131,12 +140,8 @@ def check_not_being_written(path: str | os.PathLike, what: str = "restart") -> N
     except FileNotFoundError:
         return  # never written by a run that took the lock
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _lock_or_raise(fd, Path(path), what)
         fcntl.flock(fd, fcntl.LOCK_UN)
-    except BlockingIOError:
-        raise TrajectoryLockedError(
-            f"`{what}`: {Path(path)} is being written by {_holder(Path(path))} (lock file {lock_path(path)}); "
-            "wait for that run to end or write to another file") from None
     finally:
         os.close(fd)
 
