@@ -127,7 +127,12 @@ def train_committee(
         train_kwargs["init_from"] = os.path.abspath(str(train_kwargs["init_from"]))
     out = Path(out).absolute()
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    epochs = int(train_kwargs.get("epochs", 1000))
+    import inspect
+
+    from .core import train
+
+    # the steps bar counts epochs: train's own default unless given
+    epochs = int(train_kwargs.get("epochs", inspect.signature(train).parameters["epochs"].default))
 
     tasks = []
     for s in seeds:
