@@ -119,6 +119,17 @@ def test_committee_mean_spread_and_specs(members, rng):
     # specs: list, comma string, folder
     assert resolve_committee(",".join(members["paths"])) == [Path(p) for p in members["paths"]]
     assert resolve_committee(members["dir"]) == [Path(p) for p in members["paths"]]
+    # a shipped committee's manifest: members relative to the models folder
+    import json
+
+    import pymotor.models as models
+
+    shipped = Path(members["dir"])
+    (shipped / "test-committee.json").write_text(json.dumps({"members": [Path(p).name for p in members["paths"]]}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(models, "MODEL_DIR", shipped)
+        assert resolve_committee("test-committee") == [Path(p) for p in members["paths"]]
+    (shipped / "test-committee.json").unlink()
     # the committee mean drives plain MD too
     t = pymotor.run_md(c.potential(a.numbers), a, steps=20, temperature_K=300.0)
     assert len(t) == 21 and np.isfinite(t.potential_energy).all()

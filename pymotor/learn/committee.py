@@ -23,6 +23,7 @@ validation frames of its own training data: the ``quantile`` (default 0.99) of
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,7 +212,9 @@ def resolve_committee(spec) -> list[Path]:
     * a list of paths or shipped model names;
     * a string with commas: ``"a.pt,b.pt,c.pt"``;
     * a folder: its ``*.pt`` files, sorted;
-    * a shipped committee name ``NAME``: the folder ``pymotor/models/NAME/`` or the files
+    * a shipped committee name ``NAME``: ``pymotor/models/NAME.json`` (``{"members": [files
+      relative to pymotor/models]}``, so that a member shipped as a model of its own is not
+      stored twice), the folder ``pymotor/models/NAME/`` or the files
       ``pymotor/models/NAME-<k>.pt`` (k = 0, 1, ...).
     """
     from .. import models
@@ -230,6 +233,9 @@ def resolve_committee(spec) -> list[Path]:
             raise FileNotFoundError(f"`committee`: folder {text!r} holds no model files (*.pt)")
         return files
     if "/" not in text and os.sep not in text and not text.endswith(".pt"):  # a shipped committee's name
+        manifest = models.MODEL_DIR / f"{text}.json"
+        if manifest.is_file():
+            return [_resolve_one(models.MODEL_DIR / m) for m in json.loads(manifest.read_text())["members"]]
         shipped = models.MODEL_DIR / text
         if shipped.is_dir():
             return sorted(shipped.glob("*.pt"))

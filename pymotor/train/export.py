@@ -1,4 +1,5 @@
-"""`export()`: a run's best model -> TorchScript file with pymotor metadata + a model card.
+"""`export()`: a run's best model -> TorchScript file (or AOTInductor package) with pymotor
+metadata + a model card, written and checked by :func:`pymotor.deploy`.
 
 The SchNetPack deploy preparation (as ``spkdeploy`` does), with one change: instead of making
 ``AddOffsets`` float32, all postprocessors (``CastTo64``, ``AddOffsets``) are removed, so the
@@ -17,7 +18,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from .data import FrameDataset, TrainingDataError, energy_conversion
+from .data import FrameDataset, TrainingDataError
 
 __all__ = ["MODEL_FORMAT", "export", "script_model", "offset_energy", "read_metadata"]
 
@@ -69,12 +70,6 @@ def _inputs_for_frame(ds: FrameDataset, k: int):
     return _atoms_collate_fn([ds[k]])
 
 
-def _model_inputs(batch):
-    keys = ("_positions", "_atomic_numbers", "_idx_i", "_idx_j", "_idx_m", "_n_atoms",
-            "_offsets", "_cell", "_pbc")
-    return {k: batch[k].clone() for k in keys}
-
-
 def export(run_dir: Union[str, os.PathLike], out: Union[str, os.PathLike] = "cpnx.pt",
            card: bool = True, check: bool = True, metrics: bool = True, name: Optional[str] = None,
            eval_stride: int = 1, format: Optional[str] = None, device: str = "cpu") -> Path:
@@ -85,8 +80,9 @@ def export(run_dir: Union[str, os.PathLike], out: Union[str, os.PathLike] = "cpn
         run_dir: a training run directory (``pymotor train --out``).
         out: model file to write; the model card goes beside it as ``<stem>.md``.
         card: write the markdown model card.
-        check: compare the scripted model (+ float64 offset) with the Python model on up to
-            4 validation frames; raise if energies differ by > 1e-4 eV or forces by > 1e-5 eV/Å.
+        check: compare the written file with the Python model on synthetic molecules and up to
+            4 validation frames (:func:`pymotor.deploy`); raise if energies differ by > 1e-4 eV
+            or forces by > 1e-5 eV/Å (TorchScript; 1e-4 eV/Å for pt2).
         metrics: evaluate val (and test) errors for the card (cached when up to date).
         name: model name for the card (default: the file stem).
         eval_stride: evaluate every `eval_stride`-th frame for the card's metrics.
@@ -98,15 +94,12 @@ def export(run_dir: Union[str, os.PathLike], out: Union[str, os.PathLike] = "cpn
     Returns:
         the path of the model file.
     """
-    import torch
-
-    from .core import load_run_data, read_run
+    from ..deployment import _format
+    from .core import read_run
     from .evaluate import _cached_or_evaluate, _load_python_model
-    from .model import preprocessing_transforms
 
     run_dir = Path(run_dir).absolute()
     cfg = read_run(run_dir)
-    from ..deployment import _format
 
     out = Path(out)
     fmt = _format(out, format)
@@ -114,8 +107,7 @@ def export(run_dir: Union[str, os.PathLike], out: Union[str, os.PathLike] = "cpn
     hp = c["hyperparameters"]
     unit = c["energy_unit"]
     model = _load_python_model(run_dir, "cpu")
-    scripted = script_model(model)
-    cutoff = float(scripted.representation.cutoff.item())
+    cutoff = float(model.representation.cutoff.item())
     if abs(cutoff - float(hp["cutoff"])) > 1e-6:
         raise TrainingDataError(f"model cutoff {cutoff} differs from the run's {hp['cutoff']}")
 
@@ -166,52 +158,13 @@ def export(run_dir: Union[str, os.PathLike], out: Union[str, os.PathLike] = "cpn
             "versions": cfg.get("versions"),
         },
     }
-    if fmt == "pt2":
-        return _export_pt2(model, out, metadata, cfg, run_dir, card, check, device)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.jit.save(scripted, str(tmp), _extra_files={
-        "cutoff": str(cutoff).encode("ascii"),
-        "metadata": json.dumps(metadata).encode("utf-8"),
-    })
-
-    if check:
-        infos, frames = load_run_data(cfg, run_dir, check_hash=False)
-        ds = FrameDataset([(fr, i.split["val"]) for fr, i in zip(frames, infos)],
-                          preprocessing_transforms(cutoff, None, 0.0, remove_offsets=False))
-        loaded = torch.jit.load(str(tmp), map_location="cpu")
-        e_tol = 1e-4 * energy_conversion("eV", unit)
-        f_tol = 1e-5 * energy_conversion("eV", unit)
-        worst_e = worst_f = 0.0
-        for k in np.linspace(0, len(ds) - 1, min(4, len(ds))).astype(int):
-            batch = _inputs_for_frame(ds, int(k))
-            ref = model(_model_inputs(batch))
-            got = loaded(_model_inputs(batch))
-            e = float(got["energy"].double().item()) + offset_energy(metadata, batch["_atomic_numbers"])
-            worst_e = max(worst_e, abs(e - float(ref["energy"].double().item())))
-            worst_f = max(worst_f, float((got["forces"].double() - ref["forces"].double()).abs().max()))
-        if worst_e > e_tol or worst_f > f_tol:
-            tmp.unlink()
-            raise RuntimeError(
-                f"exported model disagrees with the Python model: max |dE| = {worst_e:.3g} "
-                f"{unit} (limit {e_tol:.3g}), max |dF| = {worst_f:.3g} {unit}/Å (limit {f_tol:.3g})"
-            )
-        metadata["card"]["export_check"] = {"max_abs_dE": worst_e, "max_abs_dF": worst_f,
-                                            "unit": unit, "frames": int(min(4, len(ds)))}
-        torch.jit.save(loaded, str(tmp), _extra_files={
-            "cutoff": str(cutoff).encode("ascii"),
-            "metadata": json.dumps(metadata).encode("utf-8"),
-        })
-    os.replace(tmp, out)
-    if card:
-        out.with_suffix(".md").write_text(model_card(metadata))
-    return out
+    return _export_deployed(model, out, fmt, metadata, cfg, run_dir, card, check, device)
 
 
-def _export_pt2(model, out: Path, metadata: dict, cfg: dict, run_dir: Path, card: bool, check: bool,
-                device: str) -> Path:
-    """`export` into an AOTInductor package: :func:`pymotor.deploy` with the run's metadata,
-    checked on synthetic molecules and 4 validation frames."""
+def _export_deployed(model, out: Path, fmt: str, metadata: dict, cfg: dict, run_dir: Path, card: bool,
+                     check: bool, device: str) -> Path:
+    """`export` through :func:`pymotor.deploy` (TorchScript or AOTInductor package) with the run's
+    metadata, checked against the Python model on synthetic molecules and 4 validation frames."""
     from ..deployment import deploy
     from .core import load_run_data
     from .model import preprocessing_transforms
@@ -225,7 +178,7 @@ def _export_pt2(model, out: Path, metadata: dict, cfg: dict, run_dir: Path, card
             b = _inputs_for_frame(ds, int(k))
             molecules.append((b["_atomic_numbers"].numpy(), b["_positions"].detach().double().numpy()))
     res = deploy(model, out, cutoff_A=metadata["cutoff"], energy_unit=metadata["energy_unit"],
-                 length_unit="Angstrom", format="pt2", elements=metadata["elements"],
+                 length_unit="Angstrom", format=fmt, elements=metadata["elements"],
                  energy_offset=metadata["energy_offset"], architecture=metadata["architecture"],
                  card=metadata["card"], check=check, check_molecules=molecules or None, device=device)
     if card:
@@ -314,8 +267,8 @@ def model_card(md: dict) -> str:
         lines += ["", f"Standard errors: {next(iter(cd['metrics'].values()))['se_method']}."]
     if "export_check" in cd:
         x = cd["export_check"]
-        what = "compiled package" if "pt2" in md else "scripted model + float64 offset"
-        lines += ["", f"Export check: {what} vs Python model on {x['frames']} "
+        what = "compiled package" if "pt2" in md else "scripted model"
+        lines += ["", f"Export check: {what} vs Python model on synthetic molecules and {x['frames']} "
                   f"validation frames: max |ΔE| {x['max_abs_dE']:.2e} {x['unit']}, "
                   f"max |ΔF| {x['max_abs_dF']:.2e} {x['unit']}/Å."]
     lines += ["", f"Versions: {cd.get('versions')}", ""]
