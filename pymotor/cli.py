@@ -64,7 +64,9 @@ def _register_md(sub) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--start-db", help="start from a reference database (default frame: last test frame)")
     src.add_argument("--xyz", help="start from an xyz file (velocities drawn at --temperature)")
-    p.add_argument("--model", help="deployed TorchScript model; default: the shipped cpnx-schnet")
+    from . import models
+
+    p.add_argument("--model", help=f"deployed model file or shipped model name; default: the shipped {models.DEFAULT}")
     from .backends import REGISTRY
 
     p.add_argument("--backend", default="auto", choices=["auto", *sorted(REGISTRY)],
@@ -101,7 +103,7 @@ def _md(args) -> int:
         atoms = atoms_from_xyz(args.xyz)
     else:
         atoms = data.cpnx()
-    model = args.model or models.path("cpnx-schnet")
+    model = models.resolve(args.model) if args.model else models.path(models.DEFAULT)
     res = run_pair(model, atoms, args.out, steps=args.steps, timestep_fs=args.timestep_fs,
                    temperature_K=args.temperature,
                    thermostat=None if args.thermostat == "none" else args.thermostat, tdamp_fs=args.tdamp_fs,

@@ -1,8 +1,8 @@
 """``pymotor demo``: the whole loop on the embedded CPNX motor.
 
 1. GFN2-xTB NVT reference MD (tblite) -> SchNetPack database with a time split;
-2. the model: by default the shipped ``cpnx-schnet`` (the most accurate model pymotor ships
-   that is stable in MD), scored on the fresh reference's test frames, which it never saw;
+2. the model: by default the shipped :data:`pymotor.models.DEFAULT` (the most accurate model
+   pymotor ships that is stable in MD), scored on the fresh reference's test frames, which it never saw;
    with ``train=True`` (``--train``) a SchNet trained from scratch on that reference for a
    fixed number of epochs (a budget in epochs, not wall time: the same command gives the
    same model on any machine), exported and scored;
@@ -20,9 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-#: the shipped model the demo runs by default: the most accurate of ``pymotor.models`` that
-#: is stable in MD (cpnx-schnet v4, see pymotor/models/cpnx-schnet.md)
-DEFAULT_MODEL = "cpnx-schnet"
+from .models import DEFAULT as DEFAULT_MODEL  # the shipped model the demo runs by default
 
 #: measured cost of one training epoch per training frame: 44 CPU seconds of the single-threaded
 #: training process per epoch on 1282 CPNX training frames + 320 validation frames (SchNet

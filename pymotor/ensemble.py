@@ -348,8 +348,10 @@ def register(subparsers) -> None:
         description="Run pymotor.run_md once per seed or start frame, each run a task on Dask "
                     "(a local cluster by default, or --scheduler tcp://HOST:PORT) writing its own "
                     "resumable H5MD file in --out. Repeating the command resumes every run.")
-    p.add_argument("--model", default="cpnx-schnet", help="deployed model file or shipped model name "
-                                                          "(default cpnx-schnet)")
+    from . import models
+
+    p.add_argument("--model", default=models.DEFAULT, help="deployed model file or shipped model name "
+                                                            f"(default {models.DEFAULT})")
     p.add_argument("--backend", default="auto", choices=["auto", *sorted(REGISTRY)],
                    help="model evaluator (as pymotor md)")
     src = p.add_mutually_exclusive_group()

@@ -64,11 +64,15 @@ def test_tiny_demo_default_runs_the_shipped_model_with_the_fast_backend(tmp_path
 
     if DEFAULT_MODEL not in models.available():
         pytest.skip(f"{DEFAULT_MODEL} not built")
+    from pymotor.train import read_metadata
+
+    # the fast C++ evaluator of the default model's architecture
+    fast = {"schnet": "fast-schnet", "painn": "fast-painn"}[read_metadata(models.path(DEFAULT_MODEL))["architecture"]]
     work = tmp_path / "demo"
     h = run_demo(work, scale="tiny", progress=False)
     nn = _check_common(h, work)
-    assert nn.metadata["potential"]["kind"] == "fast-schnet"
-    assert h["backend"] == "fast-schnet" and h["backend_requested"] == "auto"
+    assert nn.metadata["potential"]["kind"] == fast
+    assert h["backend"] == fast and h["backend_requested"] == "auto"
     assert h["model"]["name"] == DEFAULT_MODEL and h["model"]["source"] == "shipped"
     assert h["model"]["path"] == str(models.path(DEFAULT_MODEL))
     assert h["training"] is None
@@ -84,7 +88,7 @@ def test_tiny_demo_default_runs_the_shipped_model_with_the_fast_backend(tmp_path
     capsys.readouterr()
     _print_headline(h)
     printed = capsys.readouterr().out
-    assert f"model: {DEFAULT_MODEL} (shipped" in printed and "MD backend: fast-schnet" in printed
+    assert f"model: {DEFAULT_MODEL} (shipped" in printed and f"MD backend: {fast}" in printed
     for text in ("test MAE", "rmsf_pearson_r", "power_spectrum_pearson_r", "ms/step", "speed-up"):
         assert text in printed, text
     assert ("WARNING" in printed) == bool(h["warnings"])
