@@ -278,6 +278,19 @@ def test_evaluate_model_on_databases_equals_run_evaluation(run, dbs, tmp_path, c
     assert evaluate_model(model, dbs["eV"], split="val", stride=2)["n_frames"] == (ref["n_frames"] + 1) // 2
     assert main(["evaluate", str(model), "--data", dbs["eV"], "--split", "val"]) == 0
     assert f"val: {ref['n_frames']} frames" in capsys.readouterr().out
+    # --json: one document; several models: {model: result}
+    import json
+
+    assert main(["evaluate", str(model), "--data", dbs["eV"], "--split", "val", "--json"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert one["forces"]["mae"] == pytest.approx(res["forces"]["mae"], rel=1e-12)
+    import shutil
+
+    twin = shutil.copy(model, tmp_path / "twin.pt")
+    assert main(["evaluate", str(model), str(twin), "--data", dbs["eV"], "--split", "val", "--json"]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert list(both) == [str(model), str(twin)] and both[str(model)] == one
+    assert both[str(twin)]["forces"] == one["forces"]
     with pytest.raises(TrainingDataError, match="forces"):
         evaluate_model(model, [dbs["noF"]])
     with pytest.raises(ValueError, match="`split`"):

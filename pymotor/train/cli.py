@@ -82,7 +82,8 @@ def register(subparsers) -> None:
     p.add_argument("--stride", type=int, default=1, help="evaluate every STRIDE-th frame")
     p.add_argument("--by-conformer", action="store_true",
                    help="with --data: also the errors per conformer of a molecular motor (pair labels)")
-    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print the full result as JSON (with --data and several models: {model: result})")
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser("export", help="export a run's best model (TorchScript or AOTInductor .pt2) "
@@ -191,9 +192,14 @@ def _evaluate(args) -> int:
     from .evaluate import evaluate, evaluate_model, format_metrics, summarize_seeds
 
     if args.data:
+        results = {}
         for m in args.runs:
-            res = evaluate_model(m, args.data, split=args.split, stride=args.stride, by_conformer=args.by_conformer)
-            print(json.dumps(res, indent=2) if args.json else f"model {m}\n" + format_metrics(res))
+            res = results[m] = evaluate_model(m, args.data, split=args.split, stride=args.stride,
+                                              by_conformer=args.by_conformer)
+            if not args.json:
+                print(f"model {m}\n" + format_metrics(res), flush=True)
+        if args.json:  # one JSON document: the result, or {model: result} for several models
+            print(json.dumps(results if len(results) > 1 else results[args.runs[0]], indent=2))
         return 0
     if args.split == "all" or args.by_conformer:
         raise SystemExit("--split all and --by-conformer evaluate model files on --data databases")
