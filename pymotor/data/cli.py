@@ -148,35 +148,6 @@ def _label(args) -> int:
     return 0
 
 
-def _load_dihedrals(path: str):
-    """(beta, delta) arrays of one input file."""
-    from pathlib import Path
-
-    import numpy as np
-
-    from pymotor.data.conformers import motor_dihedrals
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"`inputs`: no such file {path!r}")
-    if p.suffix == ".db":
-        from ase.db import connect
-
-        with connect(str(p), use_lock_file=False) as conn:
-            rows = list(conn.select(sort="id"))
-        if rows and "beta" in rows[0].data:
-            return (np.array([float(r.data["beta"][0]) for r in rows]),
-                    np.array([float(r.data["delta"][0]) for r in rows]))
-        return motor_dihedrals([r.toatoms() for r in rows])
-    if p.suffix in (".h5", ".hdf5"):
-        import pymotor
-
-        return motor_dihedrals(pymotor.read_trajectory(p))
-    from ase.io import read
-
-    return motor_dihedrals(read(p, index=":"))
-
-
 def _conformers(args) -> int:
     from pathlib import Path
     from types import SimpleNamespace
