@@ -184,6 +184,15 @@ def test_pt2_equals_torchscript_and_drives_md(files, pt2_files, frames, tmp_path
         e1, f1 = pt2.potential(numbers).compute(np.stack(geometries))
         assert np.abs(e1 - e0).max() < 1e-4, name
         assert np.abs(f1 - f0).max() < 1e-4, name
+    # fewer than 2 pairs (the package's shapes start at 2): padded with far self-pairs that add
+    # nothing; two atoms beyond the cutoff (0 pairs) and a lone atom equal TorchScript's
+    for z, xyz in (([6, 8], [[0.0, 0.0, 0.0], [7.5, 0.0, 0.0]]), ([8], [[0.0, 0.0, 0.0]])):
+        for name in ("schnet-zbl", "painn"):
+            ts = backend_class("torchscript")(files[name][0], device="cpu")
+            pt2 = pymotor.load_model(pt2_files[name][0])
+            e0, f0 = ts.potential(z).compute(np.array([xyz]))
+            e1, f1 = pt2.potential(z).compute(np.array([xyz]))
+            assert abs(float(e1[0]) - float(e0[0])) < 1e-4 and np.abs(f1).max() == 0.0 == np.abs(f0).max(), (name, z)
 
     from ase import Atoms
 

@@ -292,8 +292,8 @@ void bind_md(py::module_& m) {
       .def_property_readonly("jit_optimize", &TorchModel::jit_optimize);
 
   py::class_<AOTIModel, TorchEvaluator, std::shared_ptr<AOTIModel>>(m, "AOTIModel")
-      .def(py::init<const std::string&, const std::string&>(), py::arg("path"), py::arg("device") = "cpu",
-           py::call_guard<py::gil_scoped_release>())
+      .def(py::init<const std::string&, const std::string&, double>(), py::arg("path"), py::arg("device"),
+           py::arg("pad_offset"), py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("metadata", [](const AOTIModel& t) {
         py::dict d;
         for (auto& kv : t.metadata()) d[py::str(kv.first)] = py::str(kv.second);

@@ -49,7 +49,8 @@ void TorchModel::energy_forces(const c10::Dict<std::string, torch::Tensor>& in, 
   forces = out.at("forces").toTensor().detach();
 }
 
-AOTIModel::AOTIModel(const std::string& path, const std::string& device) : device_(device) {
+AOTIModel::AOTIModel(const std::string& path, const std::string& device, double pad_offset)
+    : device_(device), pad_offset_(pad_offset) {
   const c10::DeviceIndex index = device_.has_index() ? device_.index() : -1;
   try {
     loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "model", false, 1, index);
@@ -69,7 +70,7 @@ void AOTIModel::energy_forces(const c10::Dict<std::string, torch::Tensor>& in, t
     idx_i = torch::cat({idx_i, torch::zeros({pad}, idx_i.options())});
     idx_j = torch::cat({idx_j, torch::zeros({pad}, idx_j.options())});
     torch::Tensor far = torch::zeros({pad, 3}, offsets.options());
-    far.select(1, 0).fill_(1000.0);
+    far.select(1, 0).fill_(pad_offset_);
     offsets = torch::cat({offsets, far});
   }
   std::vector<torch::Tensor> args{in.at("_atomic_numbers"), in.at("_positions"), in.at("_idx_m"), idx_i,

@@ -7,6 +7,7 @@ import os
 
 from .. import _core
 from ..modelfile import ModelFile
+from ..train.pt2 import PAD_OFFSET
 from .base import LibtorchModel, UnsupportedModelError
 
 
@@ -71,6 +72,6 @@ class Pt2Model(LibtorchModel):
         self.device = self.check_device(device or (file.metadata.get("pt2") or {}).get("device", "cpu"))
         check_compatible(file, self.device)
         try:
-            self._module = _core.AOTIModel(str(file.path), self.device)
+            self._module = _core.AOTIModel(str(file.path), self.device, PAD_OFFSET)
         except RuntimeError as exc:
             raise ValueError(f"`path`: {file.path} is not a loadable AOTInductor package ({exc})") from exc

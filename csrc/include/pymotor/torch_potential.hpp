@@ -65,11 +65,12 @@ class TorchModel : public TorchEvaluator {
 // An AOTInductor package written by pymotor.deploy (format "pt2"): the SchNetPack model and
 // its force graph compiled ahead of time for one device kind. Flat inputs in the order
 // _atomic_numbers, _positions, _idx_m, _idx_i, _idx_j, _offsets, _n_atoms (pymotor/train/pt2.py);
-// a pair list shorter than 2 is padded with self-pairs of atom 0 offset far beyond the cutoff
-// (exactly zero contribution), as the package's shapes start at 2 pairs.
+// a pair list shorter than 2 is padded with self-pairs of atom 0 offset by `pad_offset` (in the
+// model's length unit, far beyond the cutoff: exactly zero contribution; pymotor.train.pt2.PAD_OFFSET
+// is the one value), as the package's shapes start at 2 pairs.
 class AOTIModel : public TorchEvaluator {
  public:
-  AOTIModel(const std::string& path, const std::string& device);
+  AOTIModel(const std::string& path, const std::string& device, double pad_offset);
   ~AOTIModel() override;
   void energy_forces(const c10::Dict<std::string, torch::Tensor>& inputs, torch::Tensor& energy,
                      torch::Tensor& forces) override;
@@ -80,6 +81,7 @@ class AOTIModel : public TorchEvaluator {
  private:
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
   torch::Device device_;
+  double pad_offset_;
   std::map<std::string, std::string> metadata_;
 };
 
