@@ -178,6 +178,10 @@ def test_killed_session_keeps_its_record_and_logs(dbs, tmp_path, monkeypatch):
     s0 = cfg["sessions"][0]
     assert (s0["epoch"], s0["global_step"], s0["stop_reason"]) == (1, 5, "killed")
     assert s0["wall_time_s"] > 0 and cfg["wall_time_s"] == s0["wall_time_s"]
+    # the best validation loss of the epochs it recorded (val_loss: the last column)
+    rows = [r.split(",") for r in (out / "logs" / "session_0" / "metrics.csv").read_text().splitlines()[1:]]
+    best = min(float(r[-1]) for r in rows if r[-1] and int(r[0]) < s0["epoch"])
+    assert cfg["best_val_loss"] == pytest.approx(best, rel=1e-6)
     n_rows0 = len((out / "logs" / "session_0" / "metrics.csv").read_text().splitlines())
     monkeypatch.undo()
     r = train(dbs["eV_b"], out, energy_unit="eV", epochs=4, progress=False, hyperparameters=hp)

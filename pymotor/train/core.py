@@ -508,9 +508,12 @@ def _session_recorder(cfg: dict, record: dict, run_dir: Path, t0: float):
             cfg["global_step"] = int(trainer.global_step)
             cfg["epoch"] = int(trainer.current_epoch) + 1
             cfg["wall_time_s"] = float(sum(s["wall_time_s"] for s in cfg["sessions"]))
+            val = trainer.callback_metrics.get("val_loss")
+            if val is not None:  # so that a killed session's run still names its best validation loss
+                prev = cfg.get("best_val_loss")
+                cfg["best_val_loss"] = float(val) if prev is None else min(float(prev), float(val))
             _write_json(run_dir / "run.json", cfg)
             # inside a Dask task (a committee member): the epoch goes to the steps bar
-            val = trainer.callback_metrics.get("val_loss")
             report(cfg["epoch"], "" if val is None else f"val_loss {float(val):.4g}")
 
     return SessionRecorder()
