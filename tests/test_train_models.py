@@ -58,9 +58,10 @@ def test_shipped_model_has_a_repulsive_wall_and_runs_on_the_fast_backend(name):
     """The shipped model carries the ZBL prior: an H pushed along its C–H bond meets a wall like
     GFN2-xTB's (14 eV at 0.6 Å above the equilibrium length, 28 eV at 0.5 Å; models without the
     prior level off at ~3 eV), for three of the hydrogens, and backend="auto" evaluates it with
-    the fast kernels. The PaiNN's wall holds down to 0.6 Å (15–27 eV, far beyond any thermal
-    excursion: 1 eV is ~40 kT at 300 K); below ~0.55 Å its network falls into a hole that the
-    prior does not outweigh (docs/training.md), so 0.5 Å is checked for the SchNet only."""
+    the fast kernels. The PaiNN's wall holds down to 0.6 Å (8–36 eV there, far beyond any
+    thermal excursion: 1 eV is ~40 kT at 300 K); below ~0.6 Å its network falls into a hole that
+    the prior does not outweigh (docs/training.md, "Known limit"), so 0.5 Å is checked for the
+    SchNet only."""
     m = pymotor.load_model(models.path(name), backend="auto")
     arch = m.metadata["architecture"]
     assert m.backend == {"schnet": "fast-schnet", "painn": "fast-painn"}[arch]
@@ -81,8 +82,8 @@ def test_shipped_model_has_a_repulsive_wall_and_runs_on_the_fast_backend(name):
         e0 = energy(d[c])
         if arch == "schnet":
             assert 20.0 < energy(0.5) - e0 < 40.0, k
-        assert 8.0 < energy(0.6) - e0 < 30.0, k
-        assert 4.0 < energy(0.7) - e0 < 10.0, k
+        assert 8.0 < energy(0.6) - e0 < 40.0, k
+        assert 4.0 < energy(0.7) - e0 < 12.0, k
         assert 0.5 < energy(0.9) - e0 < 1.3, k  # the network alone, where the data are
 
 
@@ -138,6 +139,32 @@ def test_shipped_held_out_frames_are_consistent_with_the_shipped_schnet():
     (e0, f0), (e1, f1) = errors[0], errors[1]
     assert 0.6 < e0 < 1.3 and 0.8 < f0 < 1.4, errors
     assert 3.5 < e1 < 7.0 and 1.6 < f1 < 2.6, errors
+
+
+@pytest.mark.skipif("cpnx-painn" not in models.available(), reason="cpnx-painn not shipped yet (issue 14)")
+def test_shipped_painn_and_committee_on_held_out_frames():
+    """cpnx-painn is the default model and reaches the source work's accuracy on the shipped
+    frames of the independent (2R,P) trajectory (0.19 kcal/mol, 0.30 kcal/mol/Å; measured 0.163
+    and 0.282), within twice that on the other diastereomer (measured 0.225 / 0.340); so does
+    each member of cpnx-committee, which resolves to cpnx-painn and two other files. The
+    committee disagrees more on the other diastereomer, which it saw less of (median max force
+    std 0.0072 against 0.0056 eV/Å)."""
+    from pymotor.learn import Committee, resolve_committee
+
+    assert models.DEFAULT == "cpnx-painn"
+    files = resolve_committee("cpnx-committee")
+    assert len(files) == 3 and files[0] == models.path("cpnx-painn") and len({f.resolve() for f in files}) == 3
+    for f in files:
+        errors = _held_out_errors(pymotor.load_model(f))
+        assert errors[0][0] <= 0.19 and errors[0][1] <= 0.30, (f, errors)
+        assert errors[1][0] <= 0.38 and errors[1][1] <= 0.60, (f, errors)
+    d = np.load(HELD_OUT)
+    committee = Committee(files)
+    spread = []
+    for k in (0, 1):
+        sel = np.flatnonzero(d["source"] == k)
+        spread.append(np.median(committee.evaluate_frames(d["positions"][sel], d["atomic_numbers"][sel[0]]).max_force_std))
+    assert 0.0 < spread[0] < spread[1] < 0.05, spread
 
 
 @pytest.mark.slow

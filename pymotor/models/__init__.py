@@ -26,7 +26,7 @@ MODEL_DIR = Path(__file__).resolve().parent
 #: the shipped model that ``pymotor md``, ``pymotor demo``, ``pymotor ensemble`` and
 #: :func:`load` use by default: the most accurate shipped model that is stable in MD
 #: (its card and docs/training.md give the errors and blow-up counts)
-DEFAULT = "cpnx-schnet"
+DEFAULT = "cpnx-painn"
 
 
 def available() -> List[str]:
