@@ -101,14 +101,46 @@ class TaskError(RuntimeError):
 
 def error_line(exc: BaseException, name: str = "") -> str:
     """One line for a task's exception: its message without a repeated task name, or the
-    exception's type when the message is empty."""
+    exception's type when the message is empty. An unexpected exception (not pymotor's
+    GenerationError / MDError, whose messages name the step and file) also gets the place it
+    was raised in pymotor, ``(in write_database, pymotor/data/generate.py:206)``, so a
+    failure on a remote worker can be traced from the one line."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if name and text.startswith(name):
         text = text[len(name):].lstrip(" :")
     kind = type(exc).__name__
-    if not text:
-        return kind
-    return text if kind in ("GenerationError", "MDError") else f"{kind}: {text}"
+    if kind in ("GenerationError", "MDError"):
+        return text or kind
+    where = _raised_at(exc)
+    return (f"{kind}: {text}" if text else kind) + (f" ({where})" if where else "")
+
+
+def _raised_at(exc: BaseException) -> str:
+    """``in FUNCTION, pymotor/FILE:LINE`` of the innermost pymotor frame of ``exc``'s
+    traceback, outside this module (and the innermost frame overall when that is elsewhere);
+    "" without a traceback."""
+    import traceback
+
+    tb = getattr(exc, "__traceback__", None)
+    if tb is None:
+        return ""
+    frames = traceback.extract_tb(tb)
+    if not frames:
+        return ""
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.abspath(__file__)  # the task runner's own frames say nothing
+    ours = [f for f in frames if os.path.abspath(f.filename).startswith(pkg + os.sep)
+            and os.path.abspath(f.filename) != here]
+
+    def fmt(f):
+        path = os.path.abspath(f.filename)
+        shown = "pymotor/" + os.path.relpath(path, pkg) if path.startswith(pkg + os.sep) else os.path.basename(path)
+        return f"in {f.name}, {shown}:{f.lineno}"
+
+    parts = [fmt(ours[-1])] if ours else []
+    if os.path.abspath(frames[-1].filename) != here and (not ours or frames[-1] is not ours[-1]):
+        parts.append(fmt(frames[-1]))
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------
@@ -353,7 +385,12 @@ def _run_on(client, tasks, bars):
                 errors[name] = RuntimeError("cancelled by the scheduler (the cluster shut down or another "
                                             "client cancelled it)")
             else:
-                errors[name] = f.exception()
+                exc = f.exception()
+                with contextlib.suppress(Exception):  # keep where it was raised (error_line)
+                    tb = f.traceback()
+                    if tb is not None and exc.__traceback__ is None:
+                        exc = exc.with_traceback(tb)
+                errors[name] = exc
             with lock:
                 bars.task_done(name in errors)
         time.sleep(0.05)  # the last progress events travel behind the results

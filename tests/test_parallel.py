@@ -15,6 +15,7 @@ process. Cheap potentials (Lennard-Jones Ar13, a tiny TorchScript SchNet) elsewh
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -130,6 +131,9 @@ def test_run_tasks_results_errors_and_progress(local_client, capsys):
                                scheduler=where, progress=False)
         assert e.value.results == {"x0": 0, "x1": 1, "x2": 2, "x4": 4}
         assert isinstance(e.value.errors["x3"], ValueError)
+        # the one line says where it was raised, also from a remote worker
+        assert re.search(r"x3: ValueError: three is not allowed \(test\) \(in _fails_for_three, "
+                         r"test_parallel\.py:\d+\)", str(e.value)), str(e.value)
     with pytest.raises(ValueError, match="task names must be unique; repeated: a"):
         parallel.run_tasks([parallel.Task("a", _square, (1,)), parallel.Task("a", _square, (2,))])
     with pytest.raises(ValueError, match="`scheduler` must be 'local', 'serial', a scheduler address"):

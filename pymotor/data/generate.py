@@ -88,7 +88,7 @@ def _save_split(path: Path, split: dict, n_frames: int, kind: str, db_path: Path
     extra = {}
     if db_path is not None:
         extra["db_sha256"] = np.array(sha256_file(db_path))
-    tmp = path.with_name(path.name + ".tmp.npz")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")  # this writer's own temporary file
     np.savez(tmp, train_idx=split["train"].astype(np.int64), val_idx=split["val"].astype(np.int64),
              test_idx=split["test"].astype(np.int64), n_frames=np.int64(n_frames),
              kind=np.array(kind), **extra)
@@ -137,7 +137,6 @@ def write_database(db_path, traj, energy_unit: str = "kcal/mol", atomrefs_eV: di
     The database is written to a temporary file and moved into place at the end.
     """
     from ase import Atoms
-    from ase.db import connect
 
     from .conformers import LABELS, find_motor_atoms, motor_dihedrals
 
@@ -194,16 +193,13 @@ def write_database(db_path, traj, energy_unit: str = "kcal/mol", atomrefs_eV: di
         md["conformers"] = {"labels": list(LABELS), "dihedral_atoms": dihedral_atoms,
                             "convention": "M: beta<0, P: beta>0; syn: delta<0, anti: delta>0"}
 
-    tmp = db_path.with_name(db_path.name + ".tmp.db")
-    if tmp.exists():
-        tmp.unlink()
-    with connect(str(tmp), use_lock_file=False) as conn:
-        conn.metadata = {"_property_unit_dict": units, "_distance_unit": "Ang",
-                         "atomrefs": atomrefs, "pymotor": md}
     from .conformers import classify_many
 
     labels = classify_many(beta, delta) if beta is not None else None
-    with connect(str(tmp), use_lock_file=False) as conn:
+    metadata_doc = {"_property_unit_dict": units, "_distance_unit": "Ang", "atomrefs": atomrefs, "pymotor": md}
+
+    def rows(conn):
+        conn.metadata = metadata_doc
         for t in range(n_frames):
             data = {"energy": np.array([energy[t]]), "forces": forces[t], "velocities": vel[t]}
             kv = {"step": int(traj.step[t]), "time_fs": float(traj.time_fs[t])}
@@ -216,8 +212,39 @@ def write_database(db_path, traj, energy_unit: str = "kcal/mol", atomrefs_eV: di
                 if lab:
                     kv["conformer"] = lab
             conn.write(Atoms(numbers=z, positions=pos[t]), data=data, key_value_pairs=kv)
-    os.replace(tmp, db_path)
+
+    _write_db_atomically(db_path, rows)
     return int(n_frames)
+
+
+def _write_db_atomically(db_path: Path, fill: Callable, attempts: int = 2) -> None:
+    """Write an ASE database through ``fill(connection)`` into a temporary file of this
+    writer alone (process id and a random part in its name, beside ``db_path``) and move it into
+    place, so a reader never sees a half-written file and two writers never share a temporary
+    file. A write that SQLite refuses (``sqlite3.Error``) is repeated once on a fresh file: the
+    rows come from memory, so a repeat writes the same database."""
+    import logging
+    import sqlite3
+    import uuid
+
+    from ase.db import connect
+
+    db_path = Path(db_path)
+    for attempt in range(1, attempts + 1):
+        tmp = db_path.with_name(f"{db_path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp.db")
+        try:
+            with connect(str(tmp), use_lock_file=False) as conn:
+                fill(conn)
+            os.replace(tmp, db_path)
+            return
+        except sqlite3.Error as exc:
+            if attempt == attempts:
+                raise
+            logging.getLogger(__name__).warning("writing %s failed (%s: %s); writing it again",
+                                                db_path, type(exc).__name__, exc)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
 
 
 def merge_databases(db_paths: Sequence, out_db, split: str = "time", seed: int = 0,
@@ -230,14 +257,16 @@ def merge_databases(db_paths: Sequence, out_db, split: str = "time", seed: int =
     from ase.db import connect
 
     out_db = Path(out_db)
-    tmp = out_db.with_name(out_db.name + ".tmp.db")
-    if tmp.exists():
-        tmp.unlink()
     parts = {"train": [], "val": [], "test": []}
     offset = 0
-    md0 = None
-    sources = []
-    with connect(str(tmp), use_lock_file=False) as dst:
+
+    def fill(dst):
+        nonlocal offset
+        for k in parts:
+            parts[k].clear()
+        offset = 0
+        md0 = None
+        sources = []
         for p in db_paths:
             with connect(str(p), use_lock_file=False) as src:
                 md = src.metadata
@@ -270,7 +299,8 @@ def merge_databases(db_paths: Sequence, out_db, split: str = "time", seed: int =
             pm.pop(key, None)
         merged_md["pymotor"] = pm
         dst.metadata = merged_md
-    os.replace(tmp, out_db)
+
+    _write_db_atomically(out_db, fill)
     if split == "time":
         sp = {k: np.concatenate(v) for k, v in parts.items()}
     else:
