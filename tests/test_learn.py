@@ -395,6 +395,36 @@ def test_fine_tuning_lowers_the_error_on_the_labels(retrain_runs):
     assert [c["step"] for c in changes] == [r["step"] for r in rounds if r["step"] < RETRAIN_RUN["steps"]]
 
 
+def test_auto_threshold_is_recalibrated_for_every_retrained_committee(members, tmp_path):
+    """With ``threshold="auto"`` each retrained committee gets its own threshold, the same
+    quantile of its spread on the first calibration's frames, and its checks are decided
+    against it (fine-tuning changes the spread everywhere; a fixed number would drift)."""
+    q = 0.2  # low, so that the 700 K run labels and retrains twice in 60 steps
+    res = on_the_fly(members["paths"], molecule("CH3CH2OH"), tmp_path / "auto", threshold="auto",
+                     threshold_quantile=q, temperature_K=700.0, steps=60, check_every=2, segment_steps=20,
+                     interval=2, retrain_every=6, retrain_epochs=2, retrain_lr=1e-3, replay_frames=30,
+                     on_bond_change="ignore", progress=False)
+    state = json.loads((tmp_path / "auto" / "learn_state.json").read_text())
+    cal = state["threshold"]
+    rounds = state["rounds"]
+    assert len(rounds) >= 2 and all(r["status"] == "done" for r in rounds)
+    assert "threshold" not in rounds[0]  # round 0 is checked against the first calibration
+    thresholds = {0: cal["threshold_eV_per_A"]}
+    for r in rounds[1:]:
+        again = calibrate_threshold(Committee(r["models"]), cal["databases"], quantile=q)
+        assert r["threshold"]["threshold_eV_per_A"] == pytest.approx(again["threshold_eV_per_A"], rel=1e-9)
+        assert r["threshold"]["n_frames"] == cal["n_frames"]  # the same frames every round
+        thresholds[r["round"]] = r["threshold"]["threshold_eV_per_A"]
+    assert len(set(thresholds.values())) == len(thresholds)  # each committee its own
+    checks = Journal(tmp_path / "auto" / "journal.jsonl", read_only=True).checks()
+    assert {e["round"] for e in checks} == set(thresholds)
+    for e in checks:
+        assert ("xtb" in e) == (e["std"] > thresholds[e["round"]]), e["step"]
+    assert res.threshold_eV_per_A == thresholds[rounds[-1]["round"]]
+    rep = json.loads((tmp_path / "auto" / "learn.json").read_text())
+    assert [r["threshold_eV_per_A"] for r in rep["rounds"]] == [thresholds[r["round"]] for r in rep["rounds"]]
+
+
 def test_killed_loop_resumes_exactly(retrain_runs):
     whole, killed = retrain_runs["whole"], retrain_runs["killed"]
     a = Journal(whole / "journal.jsonl", read_only=True).checks()

@@ -211,7 +211,7 @@ class LearnResult:
     steps: int
     n_labels: int
     xtb_calls: int                     # GFN2-xTB calls made by this call (not counting earlier sessions)
-    threshold_eV_per_A: float
+    threshold_eV_per_A: float          # the threshold of the committee at the end (recalibrated per round with "auto")
     models: list[str]                  # the committee at the end (the last round's member files)
     labels_db: Path | None
     report: dict = field(default_factory=dict)
@@ -487,7 +487,7 @@ def on_the_fly(committee=None, atoms=None, out: str | os.PathLike = "learn", *, 
             state["threshold"] = calibrate_threshold(current, s["calibration_dbs"], quantile=s["threshold_quantile"])
         else:
             state["threshold"] = {"threshold_eV_per_A": float(s["threshold"]), "method": "given"}
-    thr = float(state["threshold"]["threshold_eV_per_A"])
+    thr = _round_threshold(state)
 
     test = _load_test_set(s) if s["test_dbs"] else None
     if test is not None and "test_errors" not in state["rounds"][0]:
@@ -550,6 +550,7 @@ def on_the_fly(committee=None, atoms=None, out: str | os.PathLike = "learn", *, 
                 if pot is not None:
                     folded["seconds"] += pot.seconds_committee
                     folded["calls"] += pot.steps_evaluated
+                thr = _round_threshold(state)
                 pot = OnTheFlyPotential(current, numbers, journal, thr, s["check_every"], len(state["rounds"]) - 1,
                                         labeller, bar)
             pot.start(c)
@@ -575,8 +576,19 @@ def on_the_fly(committee=None, atoms=None, out: str | os.PathLike = "learn", *, 
 
     report = write_report(out)
     return LearnResult(out=out, steps=committed_step(), n_labels=journal.n_labels(), xtb_calls=labeller.calls,
-                       threshold_eV_per_A=thr, models=list(state["rounds"][-1]["models"]), labels_db=labels_db,
+                       threshold_eV_per_A=_round_threshold(state), models=list(state["rounds"][-1]["models"]),
+                       labels_db=labels_db,
                        report=report)
+
+
+def _round_threshold(state: dict) -> float:
+    """The threshold (eV/Angstrom) the current committee is checked against: with ``"auto"``
+    the one calibrated for the last finished round's committee (every retrained committee gets
+    its own, on the same calibration frames), else the given number."""
+    for r in reversed(state["rounds"]):
+        if r.get("status") == "done" and r.get("threshold"):
+            return float(r["threshold"]["threshold_eV_per_A"])
+    return float(state["threshold"]["threshold_eV_per_A"])
 
 
 def _bar(total: int, initial: int, enabled):
@@ -693,6 +705,15 @@ def _retrain(state: dict, state_path: Path, s: dict, journal: Journal, c: int, c
     rec.update(models=models, runs=runs, train_seconds=time.perf_counter() - t0, finished=_now(),
                new_label_errors={"before": _label_errors(current, new, numbers),
                                  "after": _label_errors(new_committee, new, numbers)} if new else None)
+    if s["threshold"] == "auto":
+        # fine-tuning changes how far the members spread everywhere (on a CPNX run the spread on
+        # the unchanged 300 K calibration frames grew 2.6x in one round), so a threshold fixed in
+        # eV/Angstrom would label ever more frames; the new committee is calibrated again on the
+        # first calibration's frames: "above threshold" keeps meaning "more spread than on the
+        # frames it knows" (docs/learning.md)
+        cal = state["threshold"]
+        rec["threshold"] = calibrate_threshold(new_committee, cal["databases"], split=cal.get("split", "val"),
+                                               quantile=float(cal["quantile"]))
     if test is not None:
         rec["test_errors"] = _errors(new_committee, test)
     rec["status"] = "done"

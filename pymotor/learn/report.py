@@ -66,6 +66,7 @@ def build_report(out: str | os.PathLike, n_bins: int = 40) -> dict:
             "n_new_labels": r.get("n_new_labels"), "xtb_calls": len(mine), "checks": n_checks,
             "xtb_calls_per_ps": len(mine) / (R * span_ps) if span_ps > 0 else None,
             "fraction_steps_on_xtb": len(mine) / (R * (b - a)) if b > a else None,
+            "threshold_eV_per_A": (r.get("threshold") or state.get("threshold") or {}).get("threshold_eV_per_A"),
             "train_seconds": r.get("train_seconds"), "test_errors": r.get("test_errors"),
             "new_label_errors": r.get("new_label_errors"),
         })
