@@ -64,7 +64,7 @@ POSITION_TOL_A = 1e-6
 DEFAULTS: dict[str, Any] = dict(
     temperature_K=500.0, steps=20000, timestep_fs=0.5, replicas=1, threshold="auto",
     threshold_quantile=DEFAULT_QUANTILE, check_every=10, retrain_every=50, retrain=True, segment_steps=200,
-    interval=10, seed=0, tdamp_fs=100.0, retrain_epochs=10, retrain_lr=3e-4, replay=None, replay_frames=1000,
+    interval=10, seed=0, tdamp_fs=100.0, retrain_epochs=10, retrain_lr=1e-4, replay=None, replay_frames=1000,
     test_dbs=None, test_split="test", test_stride=1, calibration_dbs=None, xtb_backend="tblite", charge=0,
     spin=None, backend="auto", max_force_eV_per_A=50.0, on_bond_change="record", train_threads=1,
 )
@@ -361,8 +361,9 @@ def on_the_fly(committee=None, atoms=None, out: str | os.PathLike = "learn", *, 
         Fine-tune the members once ``retrain_every`` new labels exist (checked at segment ends,
         every ``segment_steps`` steps); ``retrain=False`` only labels.
     retrain_epochs, retrain_lr, replay, replay_frames, train_threads
-        Fine-tuning: epochs per round (default 10), learning rate (default 3e-4, as the
-        fine-tuning of the shipped model), the replay databases (default: those named in the members' model cards),
+        Fine-tuning: epochs per round (default 10), learning rate (default 1e-4: on CPNX at
+        600 K, 3e-4 on a round's few hundred frames pushed the members apart, their spread up
+        3.3x and the test error up; docs/learning.md), the replay databases (default: those named in the members' model cards),
         strided to about ``replay_frames`` training frames, torch threads.
     test_dbs, test_split, test_stride
         A fixed independent test set: the errors of the committee (and of each member) on the
