@@ -20,10 +20,30 @@ def _fmt(x, nd=3):
     return "—" if x is None else f"{x:.{nd}f}"
 
 
+def _offset_free(rep: dict, s: dict) -> None:
+    import numpy as np
+
+    from pymotor.learn import Committee
+    from pymotor.train.data import energy_conversion
+    from pymotor.train.evaluate import reference_frames
+
+    atoms, e_ref, _ = reference_frames(s["test_dbs"], split=s["test_split"], stride=int(s["test_stride"]))
+    pos = np.array([a.positions for a in atoms])
+    k = energy_conversion("eV", "kcal/mol")
+    for r in (rep["rounds"][0], rep["rounds"][-1]):
+        de = Committee(r["models"]).evaluate_frames(pos, atoms[0].numbers).energy * k - e_ref
+        print(f"\nround {r['round']}: test energy mean error {de.mean():+.3f} kcal/mol, MAE {np.abs(de).mean():.3f}, "
+              f"MAE without the mean {np.abs(de - de.mean()).mean():.3f}", end="")
+    print()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="on-the-fly run folders (pymotor learn --out)")
     ap.add_argument("--xtb-md-timings", default=None, help="timings.json of `pymotor md` (seconds per xTB MD step)")
+    ap.add_argument("--offset-free", action="store_true",
+                    help="evaluate the first and last committee on the test set again: mean energy error and "
+                         "energy MAE without that constant offset (for reports written before they were stored)")
     args = ap.parse_args(argv)
     from pymotor.learn.report import write_report
 
@@ -46,6 +66,8 @@ def main(argv=None) -> int:
                   f"{_fmt(r['xtb_calls_per_ps'], 1)} | {_fmt(frac, 2)} | {_fmt(r.get('threshold_eV_per_A'), 4)} | "
                   f"{_fmt(te.get('energy_mae'))} | {_fmt(te.get('forces_mae'))} | "
                   f"{_fmt(r.get('train_seconds'), 0)} |")
+        if args.offset_free and s.get("test_dbs"):
+            _offset_free(rep, s)
         w = rep["wall"]
         first = (rep["rounds"][0].get("test_errors") or {}).get("members") or []
         last = (rep["rounds"][-1].get("test_errors") or {}).get("members") or []

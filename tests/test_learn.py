@@ -383,6 +383,9 @@ def test_fine_tuning_lowers_the_error_on_the_labels(retrain_runs):
         pos, en, fo = Journal.label_arrays(new)
         pred = Committee(r["models"]).evaluate_frames(pos, molecule("CH3CH2OH").numbers)
         assert np.abs(pred.forces - fo).mean() / KCAL_EV == pytest.approx(after["forces_mae"], rel=1e-3)
+        de = (pred.energy - en) / KCAL_EV
+        assert de.mean() == pytest.approx(after["energy_mean_error"], rel=1e-3, abs=1e-9)
+        assert np.abs(de - de.mean()).mean() == pytest.approx(after["energy_mae_offset_free"], rel=1e-3)
     # the report: xTB calls per ps per round, errors per round on the fixed test set, fraction on xTB
     assert [r["round"] for r in rep["rounds"]] == [r["round"] for r in state["rounds"]]
     assert all(r["test_errors"]["committee"]["n_frames"] == 40 for r in rep["rounds"])

@@ -648,6 +648,8 @@ def _error_stats(pred_e_eV, pred_f_eV, ref_e_kcal, ref_f_kcal) -> dict:
     fa = np.abs(df).reshape(n, -1).mean(axis=1)
     return {"n_frames": int(n), "energy_mae": float(np.abs(de).mean()),
             "energy_mae_se": float(np.abs(de).std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+            # a constant energy offset moves no atom: the mean error and the MAE without it
+            "energy_mean_error": float(de.mean()), "energy_mae_offset_free": float(np.abs(de - de.mean()).mean()),
             "forces_mae": float(fa.mean()),
             "forces_mae_se": float(fa.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
             "units": {"energy": "kcal/mol", "forces": "kcal/mol/Angstrom"}}
