@@ -21,19 +21,16 @@ def _fmt(x, nd=3):
 
 
 def _offset_free(rep: dict, s: dict) -> None:
-    import numpy as np
-
+    """The first and last committee on the run's test set again, through the loop's own
+    test-set reader and error statistics (which store these for runs made since)."""
     from pymotor.learn import Committee
-    from pymotor.train.data import energy_conversion
-    from pymotor.train.evaluate import reference_frames
+    from pymotor.learn.loop import _errors, _load_test_set
 
-    atoms, e_ref, _ = reference_frames(s["test_dbs"], split=s["test_split"], stride=int(s["test_stride"]))
-    pos = np.array([a.positions for a in atoms])
-    k = energy_conversion("eV", "kcal/mol")
+    test = _load_test_set(s)
     for r in (rep["rounds"][0], rep["rounds"][-1]):
-        de = Committee(r["models"]).evaluate_frames(pos, atoms[0].numbers).energy * k - e_ref
-        print(f"\nround {r['round']}: test energy mean error {de.mean():+.3f} kcal/mol, MAE {np.abs(de).mean():.3f}, "
-              f"MAE without the mean {np.abs(de - de.mean()).mean():.3f}", end="")
+        e = _errors(Committee(r["models"]), test)["committee"]
+        print(f"\nround {r['round']}: test energy mean error {e['energy_mean_error']:+.3f} kcal/mol, MAE "
+              f"{e['energy_mae']:.3f}, MAE without the mean {e['energy_mae_offset_free']:.3f}", end="")
     print()
 
 

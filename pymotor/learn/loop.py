@@ -488,7 +488,6 @@ def on_the_fly(committee=None, atoms=None, out: str | os.PathLike = "learn", *, 
             state["threshold"] = calibrate_threshold(current, s["calibration_dbs"], quantile=s["threshold_quantile"])
         else:
             state["threshold"] = {"threshold_eV_per_A": float(s["threshold"]), "method": "given"}
-    thr = _round_threshold(state)
 
     test = _load_test_set(s) if s["test_dbs"] else None
     if test is not None and "test_errors" not in state["rounds"][0]:
@@ -551,9 +550,8 @@ def on_the_fly(committee=None, atoms=None, out: str | os.PathLike = "learn", *, 
                 if pot is not None:
                     folded["seconds"] += pot.seconds_committee
                     folded["calls"] += pot.steps_evaluated
-                thr = _round_threshold(state)
-                pot = OnTheFlyPotential(current, numbers, journal, thr, s["check_every"], len(state["rounds"]) - 1,
-                                        labeller, bar)
+                pot = OnTheFlyPotential(current, numbers, journal, _round_threshold(state), s["check_every"],
+                                        len(state["rounds"]) - 1, labeller, bar)
             pot.start(c)
             calls_before = pot.steps_evaluated
             run_md(pot.potential(), replicas_atoms, steps=end, timestep_fs=float(s["timestep_fs"]),
