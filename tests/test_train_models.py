@@ -80,10 +80,13 @@ def test_shipped_model_has_a_repulsive_wall_and_runs_on_the_fast_backend(name):
             return m.compute(a)[0]
 
         e0 = energy(d[c])
+        # upper bounds: the SchNet's as before the PaiNN shipped; the PaiNN's wall is steeper
+        # (up to 36 eV at 0.6 Å, docs/training.md)
+        hi6, hi7 = {"schnet": (30.0, 10.0), "painn": (40.0, 12.0)}[arch]
         if arch == "schnet":
             assert 20.0 < energy(0.5) - e0 < 40.0, k
-        assert 8.0 < energy(0.6) - e0 < 40.0, k
-        assert 4.0 < energy(0.7) - e0 < 12.0, k
+        assert 8.0 < energy(0.6) - e0 < hi6, k
+        assert 4.0 < energy(0.7) - e0 < hi7, k
         assert 0.5 < energy(0.9) - e0 < 1.3, k  # the network alone, where the data are
 
 
