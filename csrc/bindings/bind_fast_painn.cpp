@@ -44,14 +44,19 @@ PaiNNWeights weights_from_dict(const py::dict& d) {
 void bind_fast_painn(py::module_& m) {
   py::class_<FastPaiNNModel, std::shared_ptr<FastPaiNNModel>> model(m, "FastPaiNNModel");
   model
-      .def(py::init([](const py::dict& weights, const std::string& dtype, int n_intervals, double tolerance) {
+      .def(py::init([](const py::dict& weights, const std::string& dtype, int n_intervals, double tolerance,
+                       const std::string& isa) {
              PaiNNWeights w = weights_from_dict(weights);
              py::gil_scoped_release release;
-             return std::make_shared<FastPaiNNModel>(std::move(w), dtype, n_intervals, tolerance);
+             return std::make_shared<FastPaiNNModel>(std::move(w), dtype, n_intervals, tolerance, isa);
            }),
            py::arg("weights"), py::arg("dtype") = "float32", py::arg("n_intervals") = 0, py::arg("tolerance") = 2e-7,
+           py::arg("isa") = "auto",
            "PaiNN weights (model units) + cubic Hermite filter tables (value and derivative at the nodes). "
-           "n_intervals=0 refines the grid until the relative interpolation error is below `tolerance`.")
+           "n_intervals=0 refines the grid until the relative interpolation error is below `tolerance`. "
+           "isa: the kernels' instruction set, 'auto' (the widest this CPU has), 'avx512', 'avx2' or 'generic'.")
+      .def_property_readonly("isa", [](const FastPaiNNModel& s) { return std::string(isa_name(s.isa())); },
+                             "The instruction set the kernels run with ('avx512', 'avx2' or 'generic').")
       .def_property_readonly("n_atom_basis", [](const FastPaiNNModel& s) { return s.weights().n_atom_basis; })
       .def_property_readonly("shared_filters", [](const FastPaiNNModel& s) { return s.weights().shared_filters; });
   def_model_common<FastPaiNNModel>(
@@ -74,19 +79,25 @@ void bind_fast_painn(py::module_& m) {
       pot, "OpenMP threads over replicas (0: follow the OpenMP setting, e.g. torch.set_num_threads).");
 
   m.def(
+      "best_isa", [] { return std::string(isa_name(best_isa())); },
+      "The widest instruction set of this CPU that the fast kernels are built for ('avx512', 'avx2' or "
+      "'generic'): what isa='auto' picks.");
+  m.def(
       "dense_layer_loop",
-      [](const py::dict& layer, int rows, int repeats) {
+      [](const py::dict& layer, int rows, int repeats, const std::string& isa_name_) {
         // pymotor's packed GEMM (+ bias) in float32, `repeats` times on `rows` rows: the rate the
         // benchmarks' roofline estimates compare with (bench/test_bench_fast_painn.py)
         if (rows <= 0 || repeats < 0) throw std::invalid_argument("dense_layer_loop: rows > 0, repeats >= 0");
         const DenseLayer d = dense_layer(layer, "layer");
+        const Isa isa = isa_from_name(isa_name_, "dense_layer_loop");
         py::gil_scoped_release release;
-        const dense::PackedLayer<float> p(d);
+        const dense::PackedLayer<float> p(d, isa);
         std::vector<float> x(static_cast<size_t>(rows) * d.n_in), y(static_cast<size_t>(rows) * d.n_out);
         for (size_t k = 0; k < x.size(); ++k) x[k] = static_cast<float>((k * 7919) % 1000) * 1e-3f - 0.5f;
         for (int r = 0; r < repeats; ++r) p.forward(rows, x.data(), d.n_in, y.data(), d.n_out);
         return static_cast<double>(y[0]);
       },
-      py::arg("layer"), py::arg("rows"), py::arg("repeats"),
-      "Run a float32 dense layer (packed GEMM) `repeats` times on `rows` rows (a benchmark kernel).");
+      py::arg("layer"), py::arg("rows"), py::arg("repeats"), py::arg("isa") = "auto",
+      "Run a float32 dense layer (packed GEMM for `isa`, as FastPaiNNModel) `repeats` times on `rows` rows "
+      "(a benchmark kernel).");
 }

@@ -125,6 +125,7 @@ struct PaiNNPacked {
     PackedLayer<T> intra2_q, intra2_qmu;
   };
   int F = 0, L = 0, n_int = 0, n_slots = 0;
+  Isa isa = Isa::Generic;  // the kernels' instruction set; sets the vector width of L and of the GEMM panels
   double inv_h = 0.0, cutoff = 0.0;
   T eps = T(0);
   // per slot: (n_int + 1) nodes of 6F values: chunks of L features (L = the vector width for the
@@ -143,7 +144,7 @@ struct PaiNNPacked {
 };
 
 // The feature counts with vector message kernels (VectorFeatures, run_messages): their tables are
-// chunked by the vector width.
+// chunked by the vector width of the model's instruction set (32 or 64 bytes).
 constexpr bool vector_kernel_f(int F) { return F == 16 || F == 32 || F == 64 || F == 128; }
 
 struct FastPaiNNModel::Impl {
@@ -154,11 +155,13 @@ struct FastPaiNNModel::Impl {
 namespace {
 
 template <typename T>
-std::unique_ptr<PaiNNPacked<T>> pack(const PaiNNWeights& w, int n_int, const std::vector<std::vector<double>>& nodes) {
+std::unique_ptr<PaiNNPacked<T>> pack(const PaiNNWeights& w, int n_int, const std::vector<std::vector<double>>& nodes,
+                                     Isa isa) {
   auto p = std::make_unique<PaiNNPacked<T>>();
   const int F = w.n_atom_basis;
   p->F = F;
-  p->L = vector_kernel_f(F) ? 32 / static_cast<int>(sizeof(T)) : F;
+  p->isa = isa;
+  p->L = vector_kernel_f(F) ? isa_vector_bytes(isa) / static_cast<int>(sizeof(T)) : F;
   p->n_int = n_int;
   p->n_slots = w.n_slots();
   p->cutoff = w.cutoff;
@@ -178,8 +181,9 @@ std::unique_ptr<PaiNNPacked<T>> pack(const PaiNNWeights& w, int n_int, const std
   p->embedding.assign(w.embedding.begin(), w.embedding.end());
   p->energy_scale = w.energy_scale;
   for (const auto& b : w.blocks)
-    p->blocks.push_back({PackedLayer<T>(b.context1), PackedLayer<T>(b.context2), PackedLayer<T>(b.mu_mix),
-                         PackedLayer<T>(b.intra1), PackedLayer<T>(b.intra2), {}, {}});
+    p->blocks.push_back({PackedLayer<T>(b.context1, isa), PackedLayer<T>(b.context2, isa),
+                         PackedLayer<T>(b.mu_mix, isa), PackedLayer<T>(b.intra1, isa), PackedLayer<T>(b.intra2, isa),
+                         {}, {}});
   auto rows = [F](const DenseLayer& d, int r0) {  // output rows r0 .. r0 + F - 1 of a layer
     DenseLayer o = d;
     o.n_out = F;
@@ -188,9 +192,9 @@ std::unique_ptr<PaiNNPacked<T>> pack(const PaiNNWeights& w, int n_int, const std
     if (!d.bias.empty()) o.bias.assign(d.bias.begin() + r0, d.bias.begin() + r0 + F);
     return o;
   };
-  p->blocks.back().intra2_q = PackedLayer<T>(rows(w.blocks.back().intra2, 0));
-  p->blocks.back().intra2_qmu = PackedLayer<T>(rows(w.blocks.back().intra2, 2 * F));
-  for (const auto& d : w.readout) p->readout.emplace_back(d);
+  p->blocks.back().intra2_q = PackedLayer<T>(rows(w.blocks.back().intra2, 0), isa);
+  p->blocks.back().intra2_qmu = PackedLayer<T>(rows(w.blocks.back().intra2, 2 * F), isa);
+  for (const auto& d : w.readout) p->readout.emplace_back(d, isa);
   // x0 in double, rounded once
   p->x0.resize(static_cast<size_t>(w.max_z) * 3 * F);
   for (int z = 0; z < w.max_z; ++z) {
@@ -203,9 +207,11 @@ std::unique_ptr<PaiNNPacked<T>> pack(const PaiNNWeights& w, int n_int, const std
 
 }  // namespace
 
-FastPaiNNModel::FastPaiNNModel(PaiNNWeights w, const std::string& dtype, int n_intervals, double tolerance)
+FastPaiNNModel::FastPaiNNModel(PaiNNWeights w, const std::string& dtype, int n_intervals, double tolerance,
+                               const std::string& isa)
     : w_(std::move(w)), dtype_(dtype), impl_(std::make_unique<Impl>()) {
   const std::string who = "FastPaiNNModel";
+  isa_ = isa_from_name(isa, who);
   fast::check_basis(who, dtype_, w_, w_.blocks.size());
   if (!(w_.epsilon >= 0.0)) throw std::invalid_argument(who + ": epsilon must be >= 0");
   const int F = w_.n_atom_basis, R = w_.n_rbf;
@@ -232,9 +238,9 @@ FastPaiNNModel::FastPaiNNModel(PaiNNWeights w, const std::string& dtype, int n_i
     measure_error(w_, n, nodes, ew, ed);
   });
   if (dtype_ == "float32")
-    impl_->f32 = pack<float>(w_, info_.n_intervals, nodes);
+    impl_->f32 = pack<float>(w_, info_.n_intervals, nodes, isa_);
   else
-    impl_->f64 = pack<double>(w_, info_.n_intervals, nodes);
+    impl_->f64 = pack<double>(w_, info_.n_intervals, nodes, isa_);
 }
 
 FastPaiNNModel::~FastPaiNNModel() = default;
@@ -340,12 +346,12 @@ struct ScalarFeatures {
   [[gnu::always_inline]] static T sum(const T& v) { return v; }
 };
 
-template <typename T, int F_>
+template <typename T, int F_, int VB>
 struct VectorFeatures {
-  typedef T V __attribute__((vector_size(32)));
-  typedef T VU __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
+  typedef T V __attribute__((vector_size(VB)));
+  typedef T VU __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));
   static constexpr bool vector = true;
-  static constexpr int W = 32 / static_cast<int>(sizeof(T)), table_step = 6, F = F_, L = W;
+  static constexpr int W = VB / static_cast<int>(sizeof(T)), table_step = 6, F = F_, L = W;
   static_assert(F % W == 0, "F must be a multiple of the vector width");
   [[gnu::always_inline]] static const VU& at(const T* p) { return *reinterpret_cast<const VU*>(p); }
   [[gnu::always_inline]] static VU& at(T* p) { return *reinterpret_cast<VU*>(p); }
@@ -374,13 +380,13 @@ template <typename T>
           ws.u[3 * e], ws.u[3 * e + 1], ws.u[3 * e + 2], pi[e], pj[e]};
 }
 
-// The next pair's table chunk of feature f (3 cache lines per node), fetched while this pair computes.
-template <typename T>
+// The next pair's table chunk of feature f (6 vectors of VB bytes per node: 3 cache lines with
+// AVX2, 6 with AVX-512), fetched while this pair computes.
+template <int VB, typename T>
 [[gnu::always_inline]] inline void prefetch_chunk(const T* nn, int C, int f) {
   const char* pn = reinterpret_cast<const char*>(nn + 6 * f);
   const char* pn1 = reinterpret_cast<const char*>(nn + 2 * C + 6 * f);
-  __builtin_prefetch(pn), __builtin_prefetch(pn + 64), __builtin_prefetch(pn + 128);
-  __builtin_prefetch(pn1), __builtin_prefetch(pn1 + 64), __builtin_prefetch(pn1 + 128);
+  for (int b = 0; b < 6 * VB; b += 64) __builtin_prefetch(pn + b), __builtin_prefetch(pn1 + b);
 }
 
 // Forward, one step at feature f of half pair hp (n: its table node at f):
@@ -491,7 +497,7 @@ struct MessagesForward {
       if constexpr (A::vector) {
         const T* nn = tab + static_cast<size_t>(ws.pk[e + 1 < P ? e + 1 : e]) * 2 * C;
         for (int f = 0; f < F; f += A::W) {
-          prefetch_chunk(nn, C, f);
+          prefetch_chunk<sizeof(typename A::V)>(nn, C, f);
           message_step<first>(a, f, hp.n0 + A::table_step * f, hp, xi, xj, qi, qj, mi, mj, ui, uj);
         }
       } else {
@@ -534,7 +540,7 @@ struct MessagesBackward {
       if constexpr (A::vector) {
         const T* nn = tab + static_cast<size_t>(ws.pk[e + 1 < P ? e + 1 : e]) * 2 * C;
         for (int f = 0; f < F; f += A::W) {
-          prefetch_chunk(nn, C, f);
+          prefetch_chunk<sizeof(typename A::V)>(nn, C, f);
           message_gradient_step<first>(a, f, hp.n0 + A::table_step * f, hp, xi, xj, gqi, gqj, gmi, gmj, mui, muj,
                                        gxi, gxj, gui, guj, ar, a0, a1, a2);
         }
@@ -555,21 +561,22 @@ struct MessagesBackward {
 // A message kernel with the feature count known at compile time for the common sizes (all offsets
 // into the per-atom rows and the table become immediates: fewer live pointers), else stepping
 // through the features one by one.
-template <typename T, class Kernel, typename... Args>
+template <typename T, int VB, class Kernel, typename... Args>
 [[gnu::always_inline]] inline void run_messages(int F, Args&&... args) {
   switch (F) {
-    case 16: return Kernel::run(VectorFeatures<T, 16>{}, std::forward<Args>(args)...);
-    case 32: return Kernel::run(VectorFeatures<T, 32>{}, std::forward<Args>(args)...);
-    case 64: return Kernel::run(VectorFeatures<T, 64>{}, std::forward<Args>(args)...);
-    case 128: return Kernel::run(VectorFeatures<T, 128>{}, std::forward<Args>(args)...);
+    case 16: return Kernel::run(VectorFeatures<T, 16, VB>{}, std::forward<Args>(args)...);
+    case 32: return Kernel::run(VectorFeatures<T, 32, VB>{}, std::forward<Args>(args)...);
+    case 64: return Kernel::run(VectorFeatures<T, 64, VB>{}, std::forward<Args>(args)...);
+    case 128: return Kernel::run(VectorFeatures<T, 128, VB>{}, std::forward<Args>(args)...);
     default: return Kernel::run(ScalarFeatures<T>(F), std::forward<Args>(args)...);
   }
 }
 
 // Energy (model units, per replica) and dE/dr, dE/du (model units, per half pair) of one block
 // of whole replicas: atoms 0..M-1 (local), half pairs (pi, pj) with distances r (model units)
-// and unit vectors u from i to j.
-template <typename T>
+// and unit vectors u from i to j. VB: the vector width (bytes) of the build, as the tables were laid
+// out (PaiNNPacked::L).
+template <typename T, int VB>
 __attribute__((always_inline)) inline void evaluate_block_body(const PaiNNPacked<T>& p, Ws<T>& ws, int M,
                                                                const int64_t* z, int P, const int* pi, const int* pj,
                                                                const double* r, const double* u, int n_rep,
@@ -594,16 +601,16 @@ __attribute__((always_inline)) inline void evaluate_block_body(const PaiNNPacked
     T* x = ws.x[t].data();
     if (t > 0) {
       b.ctx1.forward(M, q, F, ws.hbuf.data(), F);
-      activate_fast<T>(b.ctx1.act, ws.hbuf.data(), ws.dctx[t].data(), MF);
+      activate_fast<T, VB>(b.ctx1.act, ws.hbuf.data(), ws.dctx[t].data(), MF);
       b.ctx2.forward(M, ws.hbuf.data(), F, x, C);
     }
     T* mid = ws.mid.data();
     if (t == 0) {
       std::fill(mid, mid + MC, T(0));
-      run_messages<T, MessagesForward<T, true>>(F, p.slot(t), P, pi, pj, ws, x, nullptr, q, mid);
+      run_messages<T, VB, MessagesForward<T, true>>(F, p.slot(t), P, pi, pj, ws, x, nullptr, q, mid);
     } else {
       std::copy(ws.mu[t].begin(), ws.mu[t].end(), mid);
-      run_messages<T, MessagesForward<T, false>>(F, p.slot(t), P, pi, pj, ws, x, ws.mu[t].data(), q, mid);
+      run_messages<T, VB, MessagesForward<T, false>>(F, p.slot(t), P, pi, pj, ws, x, ws.mu[t].data(), q, mid);
     }
     // mixing: [V | W] = mid M^T per component, ctx = [q, |V|]
     T* Y = ws.Y[t].data();
@@ -626,7 +633,7 @@ __attribute__((always_inline)) inline void evaluate_block_body(const PaiNNPacked
       }
     }
     b.intra1.forward(M, ctx, 2 * F, ws.hbuf.data(), F);
-    activate_fast<T>(b.intra1.act, ws.hbuf.data(), ws.dint[t].data(), MF);
+    activate_fast<T, VB>(b.intra1.act, ws.hbuf.data(), ws.dint[t].data(), MF);
     T* a = ws.a[t].data();
     if (t + 1 < NT) {
       b.intra2.forward(M, ws.hbuf.data(), F, a, C);
@@ -661,7 +668,7 @@ __attribute__((always_inline)) inline void evaluate_block_body(const PaiNNPacked
   for (size_t l = 0; l < L; ++l) {
     const auto& d = p.readout[l];
     d.forward(M, in, d.n_in, ws.ro_z[l].data(), d.n_out);
-    activate_fast<T>(d.act, ws.ro_z[l].data(), ws.ro_d[l].data(), static_cast<size_t>(M) * d.n_out);
+    activate_fast<T, VB>(d.act, ws.ro_z[l].data(), ws.ro_d[l].data(), static_cast<size_t>(M) * d.n_out);
     in = ws.ro_z[l].data();
   }
   for (int r0 = 0; r0 < n_rep; ++r0) {
@@ -750,14 +757,14 @@ __attribute__((always_inline)) inline void evaluate_block_body(const PaiNNPacked
     b.mix.backward(3 * M, gY, 2 * F, gmu, F, true);  // gmu: now the gradient of mid (residual + mixing)
     // messages
     if (t == 0) {
-      run_messages<T, MessagesBackward<T, true>>(F, p.slot(t), P, pi, pj, ws, p.inv_h, ws.x[t].data(), nullptr, gq,
+      run_messages<T, VB, MessagesBackward<T, true>>(F, p.slot(t), P, pi, pj, ws, p.inv_h, ws.x[t].data(), nullptr, gq,
                                                    gmu, nullptr, nullptr);
     } else {
       T* gx = ws.gx.data();
       T* gmu2 = ws.gmu2.data();
       std::fill(gx, gx + MC, T(0));
       std::copy(gmu, gmu + MC, gmu2);  // residual mu -> mid
-      run_messages<T, MessagesBackward<T, false>>(F, p.slot(t), P, pi, pj, ws, p.inv_h, ws.x[t].data(),
+      run_messages<T, VB, MessagesBackward<T, false>>(F, p.slot(t), P, pi, pj, ws, p.inv_h, ws.x[t].data(),
                                                     ws.mu[t].data(), gq, gmu, gx, gmu2);
       b.ctx2.backward(M, gx, C, gh, F, false);
       if (b.ctx1.act != Activation::None) {
@@ -774,7 +781,7 @@ __attribute__((always_inline)) inline void evaluate_block_body(const PaiNNPacked
 template <typename T>
 void evaluate_block_generic(const PaiNNPacked<T>& p, Ws<T>& ws, int M, const int64_t* z, int P, const int* pi,
                             const int* pj, const double* r, const double* u, int n_rep, int n_atoms, double* energy) {
-  evaluate_block_body<T>(p, ws, M, z, P, pi, pj, r, u, n_rep, n_atoms, energy);
+  evaluate_block_body<T, 32>(p, ws, M, z, P, pi, pj, r, u, n_rep, n_atoms, energy);
 }
 
 #ifdef PYMOTOR_HAVE_AVX2_KERNEL
@@ -784,7 +791,15 @@ __attribute__((target("avx2,fma"))) void evaluate_block_avx2(const PaiNNPacked<T
                                                              const int64_t* z, int P, const int* pi, const int* pj,
                                                              const double* r, const double* u, int n_rep, int n_atoms,
                                                              double* energy) {
-  evaluate_block_body<T>(p, ws, M, z, P, pi, pj, r, u, n_rep, n_atoms, energy);
+  evaluate_block_body<T, 32>(p, ws, M, z, P, pi, pj, r, u, n_rep, n_atoms, energy);
+}
+
+// ... and for AVX-512: 16 floats (8 doubles) wide, tables chunked by 64 bytes.
+template <typename T>
+PYMOTOR_TARGET_AVX512 void evaluate_block_avx512(const PaiNNPacked<T>& p, Ws<T>& ws, int M, const int64_t* z, int P,
+                                                 const int* pi, const int* pj, const double* r, const double* u,
+                                                 int n_rep, int n_atoms, double* energy) {
+  evaluate_block_body<T, 64>(p, ws, M, z, P, pi, pj, r, u, n_rep, n_atoms, energy);
 }
 #endif
 
@@ -792,7 +807,8 @@ template <typename T>
 void evaluate_block(const PaiNNPacked<T>& p, Ws<T>& ws, int M, const int64_t* z, int P, const int* pi, const int* pj,
                     const double* r, const double* u, int n_rep, int n_atoms, double* energy) {
 #ifdef PYMOTOR_HAVE_AVX2_KERNEL
-  if (cpu_has_avx2_fma()) return evaluate_block_avx2<T>(p, ws, M, z, P, pi, pj, r, u, n_rep, n_atoms, energy);
+  if (p.isa == Isa::AVX512) return evaluate_block_avx512<T>(p, ws, M, z, P, pi, pj, r, u, n_rep, n_atoms, energy);
+  if (p.isa == Isa::AVX2) return evaluate_block_avx2<T>(p, ws, M, z, P, pi, pj, r, u, n_rep, n_atoms, energy);
 #endif
   evaluate_block_generic<T>(p, ws, M, z, P, pi, pj, r, u, n_rep, n_atoms, energy);
 }

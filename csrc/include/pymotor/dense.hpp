@@ -141,18 +141,18 @@ void activate(Activation act, T* z, T* d, size_t n) {
   }
 }
 
-// The same activations, 32 bytes at a time without library calls (inlined into the AVX2 build of
-// the evaluator): exp(-|x|) by Cody-Waite reduction and a Taylor polynomial on |r| <= ln2/2,
-// log1p(e) for e in (0, 1] by 2 atanh(e / (2 + e)). Relative errors ~1e-8 (float) and ~1e-16
-// (double), below the rounding of the dtype.
-template <typename T>
+// The same activations, VB bytes (32: AVX2, 64: AVX-512) at a time without library calls (inlined
+// into the vector builds of the evaluators): exp(-|x|) by Cody-Waite reduction and a Taylor
+// polynomial on |r| <= ln2/2, log1p(e) for e in (0, 1] by 2 atanh(e / (2 + e)). Relative errors
+// ~1e-8 (float) and ~1e-16 (double), below the rounding of the dtype.
+template <typename T, int VB = 32>
 __attribute__((always_inline)) inline void activate_fast(Activation act, T* z, T* d, size_t n) {
   if (act == Activation::None) return;
-  typedef T V __attribute__((vector_size(32)));
-  typedef T VU __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
+  typedef T V __attribute__((vector_size(VB)));
+  typedef T VU __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));
   typedef std::conditional_t<sizeof(T) == 4, int32_t, int64_t> I;
-  typedef I VI __attribute__((vector_size(32)));
-  constexpr int L = 32 / sizeof(T);
+  typedef I VI __attribute__((vector_size(VB)));
+  constexpr int L = VB / sizeof(T);
   constexpr bool single = sizeof(T) == 4;
   constexpr int n_exp = single ? 7 : 13;   // Taylor degree of exp(r)
   constexpr int n_log = single ? 7 : 16;   // terms of the atanh series
@@ -221,19 +221,21 @@ struct PackedDense {
 
 // ---- GEMM with the B matrix packed once (weights) ----------------------------------------
 // C[M x N] (+)= A[M x K] * B[K x N] with A rows lda apart and C rows ldc apart. B is packed at
-// load into column panels of two 32-byte vectors (16 floats / 8 doubles), each panel K x NB
-// contiguous and zero-padded, so that the AVX2 kernel streams it; the loop runs panel by panel
-// (a panel stays in L1 while every row block of A passes it). The generic kernel uses the plain
-// row-major copy.
+// load into column panels of two SIMD vectors (AVX2: 2 x 32 bytes, 16 floats / 8 doubles;
+// AVX-512: 2 x 64 bytes), each panel K x NB contiguous and zero-padded, so that the vector kernel
+// streams it; the loop runs panel by panel (a panel stays in L1 while every row block of A passes
+// it). The generic kernel uses the plain row-major copy. `isa` (cpu_features.hpp) picks the kernel
+// and with it the panel width; AVX2 falls back to the generic kernel on a CPU without it.
 template <typename T>
 struct PackedMatrix {
-  static constexpr int NB = 64 / static_cast<int>(sizeof(T));
-  int K = 0, N = 0;
+  int K = 0, N = 0, NB = 64 / static_cast<int>(sizeof(T));
+  Isa isa = Isa::AVX2;
   std::vector<T> rows;    // K x N row-major
   std::vector<T> panels;  // ceil(N / NB) panels of K x NB
   PackedMatrix() = default;
   // B given row-major (K x N) in double, or transposed (N x K) when `transposed`.
-  PackedMatrix(int K_, int N_, const double* B, bool transposed) : K(K_), N(N_) {
+  PackedMatrix(int K_, int N_, const double* B, bool transposed, Isa isa_ = Isa::AVX2)
+      : K(K_), N(N_), NB(2 * isa_vector_bytes(isa_) / static_cast<int>(sizeof(T))), isa(isa_) {
     rows.resize(static_cast<size_t>(K) * N);
     for (int k = 0; k < K; ++k)
       for (int n = 0; n < N; ++n)
@@ -264,13 +266,19 @@ void gemm_packed_generic(int M, const T* A, int lda, const PackedMatrix<T>& B, T
 }
 
 #ifdef PYMOTOR_HAVE_AVX2_KERNEL
-// MR rows x one panel (2 vectors) of C in 2*MR ymm registers.
-template <typename T, int MR>
-__attribute__((target("avx2,fma"))) inline void gemm_packed_tile_avx2(int K, const T* A, int lda, const T* Bp, T* C,
-                                                                      int ldc, bool acc, int n_valid) {
-  typedef T V __attribute__((vector_size(32)));
-  typedef T VU __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
-  constexpr int W = 32 / static_cast<int>(sizeof(T));
+// The attributes of the 64-byte builds (GCC may otherwise prefer 256-bit vectors for loops it
+// vectorises itself).
+#define PYMOTOR_TARGET_AVX512 \
+  __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,prefer-vector-width=512")))
+
+// MR rows x one panel (2 vectors of VB bytes) of C in 2*MR vector registers. Inlined into the
+// AVX2 and AVX-512 drivers below, which give it their instruction set.
+template <typename T, int MR, int VB>
+[[gnu::always_inline]] inline void gemm_packed_tile(int K, const T* A, int lda, const T* Bp, T* C, int ldc, bool acc,
+                                                    int n_valid) {
+  typedef T V __attribute__((vector_size(VB)));
+  typedef T VU __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));
+  constexpr int W = VB / static_cast<int>(sizeof(T));
   V c[MR][2];
   if (acc && n_valid == 2 * W) {
     for (int r = 0; r < MR; ++r)
@@ -301,11 +309,11 @@ __attribute__((target("avx2,fma"))) inline void gemm_packed_tile_avx2(int K, con
   }
 }
 
-template <typename T>
-__attribute__((target("avx2,fma"))) void gemm_packed_avx2(int M, const T* A, int lda, const PackedMatrix<T>& B, T* C,
-                                                           int ldc, bool acc) {
-  constexpr int NB = PackedMatrix<T>::NB;
-  constexpr int MR = 6;
+// Panel by panel: blocks of MR rows, then the remaining rows in one smaller tile.
+template <typename T, int VB, int MR>
+[[gnu::always_inline]] inline void gemm_packed_panels(int M, const T* A, int lda, const PackedMatrix<T>& B, T* C,
+                                                      int ldc, bool acc) {
+  constexpr int NB = 2 * VB / static_cast<int>(sizeof(T));
   const int K = B.K, N = B.N, n_panels = (N + NB - 1) / NB;
   for (int p = 0; p < n_panels; ++p) {
     const T* Bp = B.panels.data() + static_cast<size_t>(p) * K * NB;
@@ -313,19 +321,35 @@ __attribute__((target("avx2,fma"))) void gemm_packed_avx2(int M, const T* A, int
     T* Cp = C + p * NB;
     int i = 0;
     for (; i + MR <= M; i += MR)
-      gemm_packed_tile_avx2<T, MR>(K, A + static_cast<size_t>(i) * lda, lda, Bp, Cp + static_cast<size_t>(i) * ldc,
-                                   ldc, acc, nv);
+      gemm_packed_tile<T, MR, VB>(K, A + static_cast<size_t>(i) * lda, lda, Bp, Cp + static_cast<size_t>(i) * ldc,
+                                  ldc, acc, nv);
     const T* Ai = A + static_cast<size_t>(i) * lda;
     T* Ci = Cp + static_cast<size_t>(i) * ldc;
     switch (M - i) {
-      case 5: gemm_packed_tile_avx2<T, 5>(K, Ai, lda, Bp, Ci, ldc, acc, nv); break;
-      case 4: gemm_packed_tile_avx2<T, 4>(K, Ai, lda, Bp, Ci, ldc, acc, nv); break;
-      case 3: gemm_packed_tile_avx2<T, 3>(K, Ai, lda, Bp, Ci, ldc, acc, nv); break;
-      case 2: gemm_packed_tile_avx2<T, 2>(K, Ai, lda, Bp, Ci, ldc, acc, nv); break;
-      case 1: gemm_packed_tile_avx2<T, 1>(K, Ai, lda, Bp, Ci, ldc, acc, nv); break;
+      case 7: gemm_packed_tile<T, 7, VB>(K, Ai, lda, Bp, Ci, ldc, acc, nv); break;
+      case 6: gemm_packed_tile<T, 6, VB>(K, Ai, lda, Bp, Ci, ldc, acc, nv); break;
+      case 5: gemm_packed_tile<T, 5, VB>(K, Ai, lda, Bp, Ci, ldc, acc, nv); break;
+      case 4: gemm_packed_tile<T, 4, VB>(K, Ai, lda, Bp, Ci, ldc, acc, nv); break;
+      case 3: gemm_packed_tile<T, 3, VB>(K, Ai, lda, Bp, Ci, ldc, acc, nv); break;
+      case 2: gemm_packed_tile<T, 2, VB>(K, Ai, lda, Bp, Ci, ldc, acc, nv); break;
+      case 1: gemm_packed_tile<T, 1, VB>(K, Ai, lda, Bp, Ci, ldc, acc, nv); break;
       default: break;
     }
   }
+}
+
+// AVX2: 6 rows x 2 ymm (12 of the 16 registers, as BLIS' Haswell kernel).
+template <typename T>
+__attribute__((target("avx2,fma"))) void gemm_packed_avx2(int M, const T* A, int lda, const PackedMatrix<T>& B, T* C,
+                                                           int ldc, bool acc) {
+  gemm_packed_panels<T, 32, 6>(M, A, lda, B, C, ldc, acc);
+}
+
+// AVX-512: 8 rows x 2 zmm (16 of the 32 registers).
+template <typename T>
+PYMOTOR_TARGET_AVX512 void gemm_packed_avx512(int M, const T* A, int lda, const PackedMatrix<T>& B, T* C, int ldc,
+                                              bool acc) {
+  gemm_packed_panels<T, 64, 8>(M, A, lda, B, C, ldc, acc);
 }
 #endif
 
@@ -333,7 +357,8 @@ template <typename T>
 void gemm_packed(int M, const T* A, int lda, const PackedMatrix<T>& B, T* C, int ldc, bool acc) {
   if (M <= 0 || B.N <= 0) return;
 #ifdef PYMOTOR_HAVE_AVX2_KERNEL
-  if (cpu_has_avx2_fma()) return gemm_packed_avx2<T>(M, A, lda, B, C, ldc, acc);
+  if (B.isa == Isa::AVX512) return gemm_packed_avx512<T>(M, A, lda, B, C, ldc, acc);
+  if (B.isa == Isa::AVX2 && cpu_has_avx2_fma()) return gemm_packed_avx2<T>(M, A, lda, B, C, ldc, acc);
 #endif
   gemm_packed_generic<T>(M, A, lda, B, C, ldc, acc);
 }
@@ -346,9 +371,9 @@ struct PackedLayer {
   std::vector<T> b;          // n_out (zeros without bias)
   Activation act = Activation::None;
   PackedLayer() = default;
-  explicit PackedLayer(const DenseLayer& d)
-      : n_in(d.n_in), n_out(d.n_out), fwd(d.n_in, d.n_out, d.weight.data(), true),
-        bwd(d.n_out, d.n_in, d.weight.data(), false), b(d.n_out, T(0)), act(d.activation) {
+  explicit PackedLayer(const DenseLayer& d, Isa isa = Isa::AVX2)
+      : n_in(d.n_in), n_out(d.n_out), fwd(d.n_in, d.n_out, d.weight.data(), true, isa),
+        bwd(d.n_out, d.n_in, d.weight.data(), false, isa), b(d.n_out, T(0)), act(d.activation) {
     for (size_t k = 0; k < d.bias.size(); ++k) b[k] = static_cast<T>(d.bias[k]);
   }
   // Z (ldz) = X (ldx) W^T + b for M rows.

@@ -63,11 +63,15 @@ class FastPaiNNModel {
   // n_intervals > 0 fixes the grid; 0 chooses it: doubled from 256 intervals until the relative
   // interpolation error of W is below `tolerance` (and of dW/dr below 10 * tolerance), measured
   // in double at 3 points inside every interval, relative to each slot's max |W| (|dW/dr|).
-  FastPaiNNModel(PaiNNWeights weights, const std::string& dtype, int n_intervals = 0, double tolerance = 2e-7);
+  // isa: the kernels' instruction set, "auto" (the widest this CPU has), "avx512", "avx2" or
+  // "generic" (cpu_features.hpp); the weights and tables are laid out for its vector width.
+  FastPaiNNModel(PaiNNWeights weights, const std::string& dtype, int n_intervals = 0, double tolerance = 2e-7,
+                 const std::string& isa = "auto");
   ~FastPaiNNModel();
   const PaiNNWeights& weights() const { return w_; }
   const std::string& dtype() const { return dtype_; }
   const FilterTableInfo& table_info() const { return info_; }
+  Isa isa() const { return isa_; }
   int n_interactions() const { return static_cast<int>(w_.blocks.size()); }
   int filter_width() const { return 3 * w_.n_atom_basis; }
   // The exact filter of interaction t (3F values: Ws, WR, Wv) and its r-derivative (double),
@@ -82,6 +86,7 @@ class FastPaiNNModel {
   PaiNNWeights w_;
   std::string dtype_;
   FilterTableInfo info_;
+  Isa isa_ = Isa::Generic;
   std::unique_ptr<Impl> impl_;
 };
 
