@@ -58,6 +58,18 @@ SHIPPED_SCHNET = Path(__file__).resolve().parents[1] / "pymotor" / "models" / "c
 E_TOL, F_TOL = 2e-4, 2e-4  # eV, eV/A: float32 models
 
 
+def _cpu_model() -> str:
+    """'AMD EPYC, family 26 model 2' from /proc/cpuinfo (the family tells Zen 3/4/5 apart)."""
+    info = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            k, _, v = line.partition(":")
+            info.setdefault(k.strip(), v.strip())
+    except OSError:
+        return "unknown"
+    return f"{info.get('model name', '?')}, family {info.get('cpu family', '?')} model {info.get('model', '?')}"
+
+
 def _nhc(n_atoms: int, steps: int) -> dict:
     """pymotor run_md settings that integrate the same equations as ASE's NoseHooverChainNVT."""
     return dict(timestep_fs=TIMESTEP_FS, temperature_K=TEMPERATURE_K, thermostat="nose-hoover", tdamp_fs=TDAMP_FS,
@@ -98,6 +110,8 @@ def models(painn):
         "fast": pymotor.load_model(painn.script, backend="fast-painn"),
         "fast64": pymotor.load_model(painn.script, backend="fast-painn", dtype="float64"),
     }
+    if out["fast"].isa == "avx512":  # the AVX2 build of the same kernels, side by side
+        out["fast_avx2"] = pymotor.load_model(painn.script, backend="fast-painn", isa="avx2")
     if SHIPPED_SCHNET.exists():
         out["fast_schnet"] = pymotor.load_model(SHIPPED_SCHNET, backend="fast")
     return out
@@ -265,10 +279,21 @@ def test_paired_ratios_and_roofline(benchmark, models, painn, spk_calculator, cp
         "md32_torchscript": (lambda: pymotor.run_md(models["torchscript"], replicas, STEPS_32, **kw32),
                              STEPS_32 * N_REPLICAS),
         "md32_fast_painn": (lambda: pymotor.run_md(models["fast"], replicas, STEPS_32, **kw32), STEPS_32 * N_REPLICAS),
+        # the same batched MD for as many steps per run as ASE's single-replica run: both pay their
+        # start (first force call, set-up) once per STEPS steps
+        "md32_fast_painn_long": (lambda: pymotor.run_md(models["fast"], replicas, STEPS, **kw1),
+                                 STEPS * N_REPLICAS),
     }
     if "fast_schnet" in models:
         md_parts["md_fast_schnet"] = (lambda: pymotor.run_md(models["fast_schnet"], start_state, STEPS, **kw1), STEPS)
-    times = {k: [] for k in list(md_parts) + ["call_torchscript", "call_fast", "call_fast64", "gemm", "torch_mm"]}
+    if "fast_avx2" in models:
+        md_parts["md_fast_painn_avx2"] = (lambda: pymotor.run_md(models["fast_avx2"], start_state, STEPS, **kw1),
+                                          STEPS)
+        pots["fast_avx2"] = models["fast_avx2"].potential(cpnx.numbers)
+        pots["fast_avx2"].compute(x1)
+    times = {k: [] for k in list(md_parts) + [f"call_{k}" for k in pots] + ["gemm", "torch_mm"]}
+    if "fast_avx2" in models:
+        times["gemm_avx2"] = []
     # pymotor's packed GEMM on the largest layer shape (48 x 128 -> 384), float32, for the roofline
     F = models["fast"].weights["embedding"].shape[1]
     gemm_layer = {"weight": np.random.default_rng(0).normal(size=(3 * F, F)), "bias": None, "activation": "none"}
@@ -293,8 +318,12 @@ def test_paired_ratios_and_roofline(benchmark, models, painn, spk_calculator, cp
                 p.compute(x1)
             times[f"call_{name}"].append((TIMER() - t0) / reps)
         t0 = TIMER()
-        _core.dense_layer_loop(gemm_layer, n, 400)
+        _core.dense_layer_loop(gemm_layer, n, 400, models["fast"].isa)
         times["gemm"].append((TIMER() - t0) / 400)
+        if "gemm_avx2" in times:
+            t0 = TIMER()
+            _core.dense_layer_loop(gemm_layer, n, 400, "avx2")
+            times["gemm_avx2"].append((TIMER() - t0) / 400)
         t0 = TIMER()
         for _ in range(400):
             torch.mm(a, w, out=out)
@@ -318,12 +347,21 @@ def test_paired_ratios_and_roofline(benchmark, models, painn, spk_calculator, cp
         "md_step_ase_spkcalculator_over_fast": ratio("md_ase_spkcalculator", "md_fast_painn"),
         "md32_replica_step_torchscript_over_fast": ratio("md32_torchscript", "md32_fast_painn"),
         # ASE + SpkCalculator has no batch: a replica-step of 32 replicas costs one single-replica step
-        "md32_replica_step_ase_spkcalculator_over_fast": ratio("md_ase_spkcalculator", "md32_fast_painn"),
+        # (its run of STEPS steps); against pymotor's batched run of as many steps
+        "md32_replica_step_ase_spkcalculator_over_fast": ratio("md_ase_spkcalculator", "md32_fast_painn_long"),
+        "md32_replica_step_ase_spkcalculator_over_fast_6_steps": ratio("md_ase_spkcalculator", "md32_fast_painn"),
         "call_torchscript_over_fast": ratio("call_torchscript", "call_fast"),
         "call_torchscript_over_fast64": ratio("call_torchscript", "call_fast64"),
     }
     if "md_fast_schnet" in times:
         ratios["md_step_fast_painn_over_fast_schnet"] = ratio("md_fast_painn", "md_fast_schnet")
+    if "md_fast_painn_avx2" in times:
+        ratios["md_step_fast_avx2_over_fast"] = ratio("md_fast_painn_avx2", "md_fast_painn")
+        ratios["call_fast_avx2_over_fast"] = ratio("call_fast_avx2", "call_fast")
+        ratios["md_step_torchscript_over_fast_avx2"] = ratio("md_torchscript", "md_fast_painn_avx2")
+        ratios["md_step_ase_spkcalculator_over_fast_avx2"] = ratio("md_ase_spkcalculator", "md_fast_painn_avx2")
+        if "md_fast_schnet" in times:
+            ratios["md_step_fast_painn_avx2_over_fast_schnet"] = ratio("md_fast_painn_avx2", "md_fast_schnet")
     fast = models["fast"]
     P = pots["fast"].last_n_pairs // 2
     fl = flops_per_call(n, P, F, len(fast.weights["blocks"]), [d["weight"].shape[0] for d in fast.weights["readout"]])
@@ -331,10 +369,13 @@ def test_paired_ratios_and_roofline(benchmark, models, painn, spk_calculator, cp
         "median_ms_per_step_or_call": med, "ratios": ratios, "half_pairs": P, "flops_per_call": fl,
         "fast_call_gflops": fl["total"] / (med["call_fast"] * 1e-3) / 1e9,
         "table_info": fast.table_info, "loadavg": os.getloadavg(), "cycles": CYCLES,
+        "isa": fast.isa, "cpu": _cpu_model(),
     }
     summary["packed_gemm_48x128x384_gflops"] = 2 * n * F * 3 * F / (med["gemm"] * 1e-3) / 1e9
     summary["torch_mm_48x128x384_gflops"] = 2 * n * F * 3 * F / (med["torch_mm"] * 1e-3) / 1e9
     summary["fraction_of_packed_gemm_rate"] = summary["fast_call_gflops"] / summary["packed_gemm_48x128x384_gflops"]
+    if "gemm_avx2" in times:
+        summary["packed_gemm_avx2_48x128x384_gflops"] = 2 * n * F * 3 * F / (med["gemm_avx2"] * 1e-3) / 1e9
     benchmark.extra_info.update(summary)
     print("\nfast PaiNN paired summary:")
     for k, v in summary.items():

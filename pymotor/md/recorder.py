@@ -89,14 +89,16 @@ class Recorder:
 
     def trajectories(self, n_dof: float) -> list[Trajectory]:
         out = []
+        cat = None  # the in-memory frames of all replicas, joined once (not once per replica)
         for r, p in enumerate(self.paths):
-            out.append(read_trajectory(p) if p is not None else self._from_memory(r, n_dof))
+            if p is None and cat is None:
+                memory = self.memory
+                cat = {k: np.concatenate([m[k] for m in memory]) for k in memory[0]
+                       if isinstance(memory[0][k], np.ndarray) and k in _FRAME_KEYS}
+            out.append(read_trajectory(p) if p is not None else self._from_memory(cat, r, n_dof))
         return out
 
-    def _from_memory(self, r: int, n_dof: float) -> Trajectory:
-        memory = self.memory
-        cat = {k: np.concatenate([m[k] for m in memory]) for k in memory[0]
-               if isinstance(memory[0][k], np.ndarray) and k in _FRAME_KEYS}
+    def _from_memory(self, cat: dict, r: int, n_dof: float) -> Trajectory:
         meta = dict(self.attrs)
         meta["bond_events"] = [dict(step=e[0], i=e[2], j=e[3], formed=e[4], distance_A=e[5])
                                for e in self.events if e[1] == r]
