@@ -2,7 +2,9 @@
 side by side (interleaved rounds, one thread; medians), for the model table of docs/training.md.
 
     OMP_NUM_THREADS=1 python scripts/md_step_ms.py cpnx-schnet:fast cpnx-painn:fast \\
-        cpnx-painn:torchscript --steps 200 --rounds 5
+        cpnx-painn:fast:avx2 cpnx-painn:torchscript --steps 200 --rounds 5
+
+A third field picks the fast PaiNN's instruction set (avx512, avx2, generic; default: the widest).
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import numpy as np
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("specs", nargs="+", metavar="MODEL:BACKEND", help="shipped name or file, and a backend")
+    ap.add_argument("specs", nargs="+", metavar="MODEL:BACKEND[:ISA]",
+                    help="shipped name or file, a backend, and optionally the fast PaiNN's instruction set")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args(argv)
@@ -29,10 +32,15 @@ def main(argv=None) -> int:
     atoms = pymotor.data.cpnx()
     runs = {}
     for spec in args.specs:
-        name, _, backend = spec.rpartition(":")
+        options = {}
+        if spec.count(":") >= 2 and spec.rsplit(":", 1)[1] in ("avx512", "avx2", "generic"):
+            spec_mb, _, options["isa"] = spec.rpartition(":")  # MODEL:BACKEND:ISA (fast PaiNN kernels)
+        else:
+            spec_mb = spec
+        name, _, backend = spec_mb.rpartition(":")
         if not name:
-            raise SystemExit(f"expected MODEL:BACKEND, got {spec!r}")
-        model = pymotor.load_model(models.resolve(name), backend=backend)
+            raise SystemExit(f"expected MODEL:BACKEND[:ISA], got {spec!r}")
+        model = pymotor.load_model(models.resolve(name), backend=backend, **options)
         pymotor.run_md(model, atoms, steps=10, timestep_fs=0.5, temperature_K=300.0, seed=0)  # warm-up
         runs[spec] = (model, [])
     for _ in range(args.rounds):
