@@ -32,6 +32,7 @@ spk = pytest.importorskip("schnetpack")
 
 from pymotor.backends import UnsupportedModelError  # noqa: E402
 from pymotor.backends.fast_painn import FastPaiNNModel  # noqa: E402
+from isa_checks import assert_every_isa_gives_the_same_numbers, assert_isa_errors  # noqa: E402
 
 pytestmark = pytest.mark.schnetpack
 
@@ -367,40 +368,15 @@ def test_shared_and_separate_variants_all_load(tmp_path):
             assert abs(e_f - e_t) < 1e-4 and np.abs(f_f - f_t).max() < 1e-4, (si, sf)
 
 
-AVAILABLE_ISAS = {"avx512": ["avx512", "avx2", "generic"], "avx2": ["avx2", "generic"],
-                  "generic": ["generic"]}[_core.best_isa()]
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("which", ["big", "small"])
 def test_every_instruction_set_gives_the_same_numbers(models, frames, which, dtype):
-    """The AVX-512, AVX2 and generic builds (different vector widths, table and panel layouts,
-    summation orders) agree with each other to the dtype's rounding and each with TorchScript
-    within the 1e-4 eV, eV/A of the issue. Runs the sets this CPU has."""
     numbers, pos = frames
-    e_t, f_t = pymotor.load_model(models[which], backend="torchscript").potential(numbers).compute(pos)
-    out = {}
-    for isa in AVAILABLE_ISAS:
-        m = pymotor.load_model(models[which], backend="fast-painn", dtype=dtype, isa=isa, check=False)
-        assert m.isa == isa and m.describe()["isa"] == isa
-        out[isa] = m.potential(numbers).compute(pos)
-        assert np.abs(out[isa][0] - e_t).max() < 1e-4 and np.abs(out[isa][1] - f_t).max() < 1e-4, isa
-    e0, f0 = out["generic"]
-    tol_e, tol_f = (1e-8, 1e-9) if dtype == "float64" else (5e-5, 5e-5)
-    for isa, (e, f) in out.items():
-        print(f"\n{which} {dtype} {isa} vs generic: max |dE| {np.abs(e - e0).max():.2g} eV, "
-              f"max |dF| {np.abs(f - f0).max():.2g} eV/A")
-        assert np.abs(e - e0).max() < tol_e and np.abs(f - f0).max() < tol_f, isa
-    assert pymotor.load_model(models["small"], backend="fast-painn", check=False).isa == _core.best_isa()
+    assert_every_isa_gives_the_same_numbers(models[which], "fast-painn", numbers, pos, dtype, which)
 
 
 def test_instruction_set_errors(models):
-    with pytest.raises(ValueError, match="`isa` must be one of 'auto', 'avx512', 'avx2', 'generic', got 'sse4'"):
-        pymotor.load_model(models["small"], backend="fast-painn", isa="sse4")
-    missing = [isa for isa in ("avx512", "avx2") if isa not in AVAILABLE_ISAS]
-    for isa in missing:  # only on a CPU without it
-        with pytest.raises(ValueError, match=f"isa='{isa}' needs .* which this CPU lacks"):
-            pymotor.load_model(models["small"], backend="fast-painn", isa=isa)
+    assert_isa_errors(models["small"], "fast-painn")
     with pytest.raises(ValueError, match="dense_layer_loop: isa must be 'auto', 'avx512', 'avx2' or 'generic'"):
         _core.dense_layer_loop({"weight": np.zeros((2, 2)), "bias": np.zeros(2), "activation": "none"}, 4, 1, "x")
 

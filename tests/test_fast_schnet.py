@@ -25,6 +25,7 @@ spk = pytest.importorskip("schnetpack")
 
 from pymotor.fast_schnet import FastSchNetModel, UnsupportedModelError  # noqa: E402
 from torch_models import spk_schnet  # noqa: E402
+from isa_checks import assert_every_isa_gives_the_same_numbers, assert_isa_errors  # noqa: E402
 
 pytestmark = pytest.mark.schnetpack
 
@@ -101,6 +102,17 @@ def test_energies_and_forces_equal_torchscript(models, frames, which, dtype):
           f"|F| up to {np.abs(f_t).max():.2g} eV/A")
     assert de < 1e-4
     assert df < 1e-4
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("which", ["big", "small"])
+def test_every_instruction_set_gives_the_same_numbers(models, frames, which, dtype):
+    numbers, pos = frames
+    assert_every_isa_gives_the_same_numbers(models[which], "fast-schnet", numbers, pos, dtype, which)
+
+
+def test_instruction_set_errors(models):
+    assert_isa_errors(models["small"], "fast-schnet")
 
 
 def test_forces_are_minus_numerical_gradient(models, frames):

@@ -55,8 +55,6 @@ void bind_fast_painn(py::module_& m) {
            "PaiNN weights (model units) + cubic Hermite filter tables (value and derivative at the nodes). "
            "n_intervals=0 refines the grid until the relative interpolation error is below `tolerance`. "
            "isa: the kernels' instruction set, 'auto' (the widest this CPU has), 'avx512', 'avx2' or 'generic'.")
-      .def_property_readonly("isa", [](const FastPaiNNModel& s) { return std::string(isa_name(s.isa())); },
-                             "The instruction set the kernels run with ('avx512', 'avx2' or 'generic').")
       .def_property_readonly("n_atom_basis", [](const FastPaiNNModel& s) { return s.weights().n_atom_basis; })
       .def_property_readonly("shared_filters", [](const FastPaiNNModel& s) { return s.weights().shared_filters; });
   def_model_common<FastPaiNNModel>(

@@ -39,14 +39,17 @@ SchNetWeights weights_from_dict(const py::dict& d) {
 void bind_fast_schnet(py::module_& m) {
   py::class_<FastSchNetModel, std::shared_ptr<FastSchNetModel>> model(m, "FastSchNetModel");
   model
-      .def(py::init([](const py::dict& weights, const std::string& dtype, int n_intervals, double tolerance) {
+      .def(py::init([](const py::dict& weights, const std::string& dtype, int n_intervals, double tolerance,
+                       const std::string& isa) {
              SchNetWeights w = weights_from_dict(weights);
              py::gil_scoped_release release;
-             return std::make_shared<FastSchNetModel>(std::move(w), dtype, n_intervals, tolerance);
+             return std::make_shared<FastSchNetModel>(std::move(w), dtype, n_intervals, tolerance, isa);
            }),
            py::arg("weights"), py::arg("dtype") = "float32", py::arg("n_intervals") = 0, py::arg("tolerance") = 1e-7,
+           py::arg("isa") = "auto",
            "SchNet weights (model units) + cubic Hermite filter tables. n_intervals=0 refines the grid until "
-           "the relative interpolation error of the filters is below `tolerance`.")
+           "the relative interpolation error of the filters is below `tolerance`. isa: the kernels' instruction "
+           "set, 'auto' (the widest this CPU has), 'avx512', 'avx2' or 'generic'.")
       .def_property_readonly("n_filters", [](const FastSchNetModel& s) { return s.weights().n_filters; });
   def_model_common<FastSchNetModel>(
       model, [](const FastSchNetModel& s) { return s.weights().n_filters; },

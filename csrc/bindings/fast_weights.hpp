@@ -116,6 +116,9 @@ py::tuple filter_pair(const Model& m, int width, int t, const darray& r, bool ex
 template <class Model, class Class, class Width>
 void def_model_common(Class& cls, Width width, const char* filter_doc) {
   cls.def_property_readonly("dtype", &Model::dtype)
+      .def_property_readonly(
+          "isa", [](const Model& s) { return std::string(isa_name(s.isa())); },
+          "The instruction set the kernels run with ('avx512', 'avx2' or 'generic').")
       .def_property_readonly("n_interactions", &Model::n_interactions)
       .def_property_readonly("cutoff", [](const Model& s) { return s.weights().cutoff; })
       .def_property_readonly("table_info",

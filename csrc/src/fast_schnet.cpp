@@ -9,7 +9,7 @@
 
 namespace pymotor {
 
-using namespace dense;  // gemm, activations, PackedDense, check_dense (pymotor/dense.hpp)
+using namespace dense;  // PackedLayer, gemm, activations, PackedDense, check_dense (pymotor/dense.hpp)
 using fast::interval_of;
 
 // ---- dtype-specific parts of the model ---------------------------------------------------
@@ -17,15 +17,16 @@ using fast::interval_of;
 template <typename T>
 struct Packed {
   struct Interaction {
-    PackedDense<T> in2f, f2out1, f2out2;
+    PackedLayer<T> in2f, f2out1, f2out2;
     std::vector<T> coef;  // n_intervals * 4 * n_filters: cubic c0..c3 per interval in t in [0,1)
   };
   int F = 0, Fi = 0, n_int = 0;
+  Isa isa = Isa::Generic;  // the kernels' instruction set (and the GEMM panels' width)
   double inv_h = 0.0, cutoff = 0.0;
   std::vector<T> embedding;  // max_z x F
   std::vector<T> h0;         // max_z x Fi: embedding @ in2f_0^T (the first in2f depends on Z only)
   std::vector<Interaction> inter;
-  std::vector<PackedDense<T>> readout;
+  std::vector<PackedLayer<T>> readout;
   double energy_scale = 1.0;
 };
 
@@ -37,8 +38,9 @@ struct FastSchNetModel::Impl {
 namespace {
 
 template <typename T>
-std::unique_ptr<Packed<T>> pack(const SchNetWeights& w, int n_int, const std::vector<double>& coef) {
+std::unique_ptr<Packed<T>> pack(const SchNetWeights& w, int n_int, const std::vector<double>& coef, Isa isa) {
   auto p = std::make_unique<Packed<T>>();
+  p->isa = isa;
   p->F = w.n_atom_basis;
   p->Fi = w.n_filters;
   p->n_int = n_int;
@@ -49,11 +51,12 @@ std::unique_ptr<Packed<T>> pack(const SchNetWeights& w, int n_int, const std::ve
   const size_t per = static_cast<size_t>(n_int) * 4 * w.n_filters;
   for (size_t t = 0; t < w.interactions.size(); ++t) {
     const auto& it = w.interactions[t];
-    typename Packed<T>::Interaction pi{PackedDense<T>(it.in2f), PackedDense<T>(it.f2out1), PackedDense<T>(it.f2out2), {}};
+    typename Packed<T>::Interaction pi{PackedLayer<T>(it.in2f, isa), PackedLayer<T>(it.f2out1, isa),
+                                       PackedLayer<T>(it.f2out2, isa), {}};
     pi.coef.assign(coef.begin() + t * per, coef.begin() + (t + 1) * per);
     p->inter.push_back(std::move(pi));
   }
-  for (const auto& d : w.readout) p->readout.emplace_back(d);
+  for (const auto& d : w.readout) p->readout.emplace_back(d, isa);
   // h0 in double, then rounded once
   std::vector<double> h0(static_cast<size_t>(w.max_z) * w.n_filters, 0.0);
   const auto& in2f = w.interactions[0].in2f;
@@ -139,9 +142,11 @@ void measure_error(const SchNetWeights& w, int n_int, const std::vector<double>&
 
 }  // namespace
 
-FastSchNetModel::FastSchNetModel(SchNetWeights w, const std::string& dtype, int n_intervals, double tolerance)
+FastSchNetModel::FastSchNetModel(SchNetWeights w, const std::string& dtype, int n_intervals, double tolerance,
+                                 const std::string& isa)
     : w_(std::move(w)), dtype_(dtype), impl_(std::make_unique<Impl>()) {
   const std::string who = "FastSchNetModel";
+  isa_ = isa_from_name(isa, who);
   fast::check_basis(who, dtype_, w_, w_.interactions.size(), w_.n_filters);
   const int F = w_.n_atom_basis, Fi = w_.n_filters, R = w_.n_rbf;
   for (size_t t = 0; t < w_.interactions.size(); ++t) {
@@ -165,9 +170,9 @@ FastSchNetModel::FastSchNetModel(SchNetWeights w, const std::string& dtype, int 
     measure_error(w_, n, coef, ew, ed);
   });
   if (dtype_ == "float32")
-    impl_->f32 = pack<float>(w_, info_.n_intervals, coef);
+    impl_->f32 = pack<float>(w_, info_.n_intervals, coef, isa_);
   else
-    impl_->f64 = pack<double>(w_, info_.n_intervals, coef);
+    impl_->f64 = pack<double>(w_, info_.n_intervals, coef, isa_);
 }
 
 FastSchNetModel::~FastSchNetModel() = default;
@@ -234,7 +239,9 @@ struct Ws {
 
 // Energy (model units, per replica) and dE/dr (model units, per half pair) of one block of
 // whole replicas: atoms 0..M-1 (local), half pairs (pi, pj) with distances r (model units).
-template <typename T>
+// VB: the vector width (bytes) of the build (the activations' vectors; the pair loops are
+// vectorised by the compiler for the build's instruction set).
+template <typename T, int VB>
 __attribute__((always_inline)) inline void evaluate_block_body(const Packed<T>& p, Ws<T>& ws, int M,
                                                                const int64_t* z, int P, const int* pi, const int* pj,
                                                                const double* r, int n_rep, int n_atoms,
@@ -252,7 +259,7 @@ __attribute__((always_inline)) inline void evaluate_block_body(const Packed<T>& 
   for (int t = 0; t < NT; ++t) {
     const auto& it = p.inter[t];
     T* h = ws.h[t].data();
-    if (t > 0) gemm<T>(M, Fi, F, ws.x.data(), it.in2f.wt.data(), h, false);
+    if (t > 0) it.in2f.forward(M, ws.x.data(), F, h, Fi);  // no bias (checked at load)
     T* m = ws.m.data();
     std::fill(m, m + static_cast<size_t>(M) * Fi, T(0));
     // fused continuous-filter convolution: m_i += h_j W(r_ij), m_j += h_i W(r_ij)
@@ -270,9 +277,9 @@ __attribute__((always_inline)) inline void evaluate_block_body(const Packed<T>& 
         mj[f] += hi[f] * w;
       }
     }
-    it.f2out1.forward(M, m, ws.a.data());
-    activate_fast<T>(it.f2out1.act, ws.a.data(), ws.d1[t].data(), MF);
-    it.f2out2.forward(M, ws.a.data(), ws.v.data());
+    it.f2out1.forward(M, m, Fi, ws.a.data(), F);
+    activate_fast<T, VB>(it.f2out1.act, ws.a.data(), ws.d1[t].data(), MF);
+    it.f2out2.forward(M, ws.a.data(), F, ws.v.data(), F);
     for (size_t k = 0; k < MF; ++k) ws.x[k] += ws.v[k];
   }
   // ---- readout: per-atom MLP, summed per replica ----
@@ -280,8 +287,8 @@ __attribute__((always_inline)) inline void evaluate_block_body(const Packed<T>& 
   const size_t L = p.readout.size();
   for (size_t l = 0; l < L; ++l) {
     const auto& d = p.readout[l];
-    d.forward(M, in, ws.ro_z[l].data());
-    activate_fast<T>(d.act, ws.ro_z[l].data(), ws.ro_d[l].data(), static_cast<size_t>(M) * d.n_out);
+    d.forward(M, in, d.n_in, ws.ro_z[l].data(), d.n_out);
+    activate_fast<T, VB>(d.act, ws.ro_z[l].data(), ws.ro_d[l].data(), static_cast<size_t>(M) * d.n_out);
     in = ws.ro_z[l].data();
   }
   for (int r0 = 0; r0 < n_rep; ++r0) {
@@ -299,7 +306,7 @@ __attribute__((always_inline)) inline void evaluate_block_body(const Packed<T>& 
       if (d.act != Activation::None)
         for (size_t k = 0; k < n; ++k) g[k] *= ws.ro_d[l][k];
       T* out = l == 0 ? ws.gx.data() : ws.ro_tmp.data();
-      gemm<T>(M, d.n_in, d.n_out, g, d.w.data(), out, false);
+      d.backward(M, g, d.n_out, out, d.n_in, false);
       if (l > 0) std::copy(out, out + static_cast<size_t>(M) * d.n_in, g);
     }
   }
@@ -308,10 +315,10 @@ __attribute__((always_inline)) inline void evaluate_block_body(const Packed<T>& 
   for (int t = NT - 1; t >= 0; --t) {
     const auto& it = p.inter[t];
     // v = f2out2(act(f2out1(m))): g_m = ((g_x W2) * act') W1
-    gemm<T>(M, F, F, ws.gx.data(), it.f2out2.w.data(), ws.ga.data(), false);
+    it.f2out2.backward(M, ws.gx.data(), F, ws.ga.data(), F, false);
     if (it.f2out1.act != Activation::None)
       for (size_t k = 0; k < MF; ++k) ws.ga[k] *= ws.d1[t][k];
-    gemm<T>(M, Fi, F, ws.ga.data(), it.f2out1.w.data(), ws.gm.data(), false);
+    it.f2out1.backward(M, ws.ga.data(), F, ws.gm.data(), Fi, false);
     const bool need_gh = t > 0;  // x_0 is the embedding: nothing to propagate into
     T* gh = ws.gh.data();
     if (need_gh) std::fill(gh, gh + static_cast<size_t>(M) * Fi, T(0));
@@ -348,14 +355,14 @@ __attribute__((always_inline)) inline void evaluate_block_body(const Packed<T>& 
       }
       ws.dedr[q] += static_cast<double>(acc * inv_h);
     }
-    if (need_gh) gemm<T>(M, F, Fi, gh, it.in2f.w.data(), ws.gx.data(), true);  // residual: g_x += g_h W_in
+    if (need_gh) it.in2f.backward(M, gh, Fi, ws.gx.data(), F, true);  // residual: g_x += g_h W_in
   }
 }
 
 template <typename T>
 void evaluate_block_generic(const Packed<T>& p, Ws<T>& ws, int M, const int64_t* z, int P, const int* pi,
                             const int* pj, const double* r, int n_rep, int n_atoms, double* energy) {
-  evaluate_block_body<T>(p, ws, M, z, P, pi, pj, r, n_rep, n_atoms, energy);
+  evaluate_block_body<T, 32>(p, ws, M, z, P, pi, pj, r, n_rep, n_atoms, energy);
 }
 
 #ifdef PYMOTOR_HAVE_AVX2_KERNEL
@@ -364,7 +371,15 @@ template <typename T>
 __attribute__((target("avx2,fma"))) void evaluate_block_avx2(const Packed<T>& p, Ws<T>& ws, int M, const int64_t* z,
                                                              int P, const int* pi, const int* pj, const double* r,
                                                              int n_rep, int n_atoms, double* energy) {
-  evaluate_block_body<T>(p, ws, M, z, P, pi, pj, r, n_rep, n_atoms, energy);
+  evaluate_block_body<T, 32>(p, ws, M, z, P, pi, pj, r, n_rep, n_atoms, energy);
+}
+
+// ... and for AVX-512: 16 floats (8 doubles) wide.
+template <typename T>
+PYMOTOR_TARGET_AVX512 void evaluate_block_avx512(const Packed<T>& p, Ws<T>& ws, int M, const int64_t* z, int P,
+                                                 const int* pi, const int* pj, const double* r, int n_rep,
+                                                 int n_atoms, double* energy) {
+  evaluate_block_body<T, 64>(p, ws, M, z, P, pi, pj, r, n_rep, n_atoms, energy);
 }
 #endif
 
@@ -372,7 +387,8 @@ template <typename T>
 void evaluate_block(const Packed<T>& p, Ws<T>& ws, int M, const int64_t* z, int P, const int* pi, const int* pj,
                     const double* r, int n_rep, int n_atoms, double* energy) {
 #ifdef PYMOTOR_HAVE_AVX2_KERNEL
-  if (cpu_has_avx2_fma()) return evaluate_block_avx2<T>(p, ws, M, z, P, pi, pj, r, n_rep, n_atoms, energy);
+  if (p.isa == Isa::AVX512) return evaluate_block_avx512<T>(p, ws, M, z, P, pi, pj, r, n_rep, n_atoms, energy);
+  if (p.isa == Isa::AVX2) return evaluate_block_avx2<T>(p, ws, M, z, P, pi, pj, r, n_rep, n_atoms, energy);
 #endif
   evaluate_block_generic<T>(p, ws, M, z, P, pi, pj, r, n_rep, n_atoms, energy);
 }

@@ -32,10 +32,7 @@ from .base import UnsupportedModelError
 from .spk_reader import children, dense, module_name, read_common, read_outputs
 from .tabulated import TabulatedModel
 
-__all__ = ["FastPaiNNModel", "UnsupportedModelError", "read_painn_weights", "ISA_NAMES"]
-
-#: Accepted values of ``FastPaiNNModel(isa=...)``.
-ISA_NAMES = ("auto", "avx512", "avx2", "generic")
+__all__ = ["FastPaiNNModel", "UnsupportedModelError", "read_painn_weights"]
 
 
 def _linear(d: dict, where: str) -> dict:
@@ -123,10 +120,9 @@ class FastPaiNNModel(TabulatedModel):
     check
         Compare with the TorchScript model on a small test molecule at load time.
     isa
-        The kernels' instruction set: ``"auto"`` (default: the widest this CPU has), ``"avx512"``
-        (64-byte vectors: where the CPU has full-width 512-bit FMA units, as AMD Zen 5, the dense
-        layers run at up to twice the AVX2 rate), ``"avx2"`` or ``"generic"``. The attribute
-        ``isa`` names the one in use. Results agree between them to float rounding.
+        The kernels' instruction set (:data:`~pymotor.backends.tabulated.ISA_NAMES`): ``"auto"``
+        (default: the widest this CPU has), ``"avx512"``, ``"avx2"`` or ``"generic"``; the
+        attribute ``isa`` names the one in use.
     """
 
     backend = "fast-painn"
@@ -140,26 +136,16 @@ class FastPaiNNModel(TabulatedModel):
                  check: bool = True, isa: str = "auto"):
         if int(block_atoms) < 1:
             raise ValueError(f"`block_atoms` must be >= 1, got {block_atoms}")
-        if isa not in ISA_NAMES:
-            raise ValueError(f"`isa` must be one of {', '.join(map(repr, ISA_NAMES))}, got {isa!r}")
         self.block_atoms = int(block_atoms)
-        self._isa_requested = isa
-        super().__init__(path, energy_unit, length_unit, device, dtype, n_intervals, tolerance, n_threads, check)
+        super().__init__(path, energy_unit, length_unit, device, dtype, n_intervals, tolerance, n_threads, check,
+                         isa)
         self._finish_init()
 
     def _read_weights(self, module) -> dict:
         return read_painn_weights(module)
 
     def _make_core(self, dtype: str, n_intervals: int, tolerance: float):
-        return _core.FastPaiNNModel(self.weights, dtype, n_intervals, tolerance, self._isa_requested)
-
-    def describe(self) -> dict:
-        return dict(super().describe(), isa=self.isa)
-
-    @property
-    def isa(self) -> str:
-        """The instruction set the C++ kernels run with: ``"avx512"``, ``"avx2"`` or ``"generic"``."""
-        return self._fast.isa
+        return _core.FastPaiNNModel(self.weights, dtype, n_intervals, tolerance, self.isa_requested)
 
     def _core_potential(self, z, skin_A: float, offset_eV: float):
         return _core.FastPaiNNPotential(self._fast, z, self.cutoff_A, skin_A, self.length_unit_A,

@@ -85,6 +85,10 @@ class FastSchNetModel(TabulatedModel):
         OpenMP threads over replicas; 1 (default) or 0 to follow ``torch.get_num_threads()``.
     check
         Compare with the TorchScript model on a small test molecule at load time.
+    isa
+        The kernels' instruction set (:data:`~pymotor.backends.tabulated.ISA_NAMES`): ``"auto"``
+        (default: the widest this CPU has), ``"avx512"``, ``"avx2"`` or ``"generic"``; the
+        attribute ``isa`` names the one in use.
     """
 
     backend = "fast-schnet"
@@ -94,15 +98,16 @@ class FastSchNetModel(TabulatedModel):
 
     def __init__(self, path: str | os.PathLike, energy_unit: str | None = None, length_unit: str | None = None,
                  device: str | None = None, dtype: str = "float32", n_intervals: int = 0,
-                 tolerance: float = 1e-7, n_threads: int = 1, check: bool = True):
-        super().__init__(path, energy_unit, length_unit, device, dtype, n_intervals, tolerance, n_threads, check)
+                 tolerance: float = 1e-7, n_threads: int = 1, check: bool = True, isa: str = "auto"):
+        super().__init__(path, energy_unit, length_unit, device, dtype, n_intervals, tolerance, n_threads, check,
+                         isa)
         self._finish_init()
 
     def _read_weights(self, module) -> dict:
         return read_schnet_weights(module)
 
     def _make_core(self, dtype: str, n_intervals: int, tolerance: float):
-        return _core.FastSchNetModel(self.weights, dtype, n_intervals, tolerance)
+        return _core.FastSchNetModel(self.weights, dtype, n_intervals, tolerance, self.isa_requested)
 
     def _core_potential(self, z, skin_A: float, offset_eV: float):
         return _core.FastSchNetPotential(self._fast, z, self.cutoff_A, skin_A, self.length_unit_A,

@@ -51,12 +51,15 @@ class FastSchNetModel {
   // n_intervals > 0 fixes the grid; 0 chooses it: the grid is doubled from 256 intervals until
   // the relative interpolation error of W is below `tolerance` (and of dW/dr below
   // 10 * tolerance). The error is measured in double at 3 points inside every interval.
+  // isa: the kernels' instruction set, "auto" (the widest this CPU has), "avx512", "avx2" or
+  // "generic" (cpu_features.hpp).
   FastSchNetModel(SchNetWeights weights, const std::string& dtype, int n_intervals = 0,
-                  double tolerance = 1e-7);
+                  double tolerance = 1e-7, const std::string& isa = "auto");
   ~FastSchNetModel();
   const SchNetWeights& weights() const { return w_; }
   const std::string& dtype() const { return dtype_; }
   const FilterTableInfo& table_info() const { return info_; }
+  Isa isa() const { return isa_; }
   int n_interactions() const { return static_cast<int>(w_.interactions.size()); }
   // The exact filter of interaction t and its r-derivative (double), and the interpolated one
   // (from the tables in the model's dtype). W, dW: n_filters values each.
@@ -70,6 +73,7 @@ class FastSchNetModel {
   SchNetWeights w_;
   std::string dtype_;
   FilterTableInfo info_;
+  Isa isa_ = Isa::Generic;
   std::unique_ptr<Impl> impl_;
 };
 
