@@ -53,11 +53,14 @@ def models(spk_model_files, settings):
     import pymotor
 
     kw = dict(energy_unit=settings.energy_unit, length_unit=settings.length_unit)
-    return {
+    out = {
         "torchscript": pymotor.load_model(spk_model_files.script, backend="torchscript", **kw),
         "fast": pymotor.load_model(spk_model_files.script, backend="fast", **kw),
         "fast64": pymotor.load_model(spk_model_files.script, backend="fast", dtype="float64", **kw),
     }
+    if out["fast"].isa == "avx512":  # the AVX2 build of the same kernels, for the paired ratios
+        out["fast_avx2"] = pymotor.load_model(spk_model_files.script, backend="fast", isa="avx2", **kw)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -159,13 +162,13 @@ def test_paired_ratios_and_roofline(benchmark, models, cpnx, replicas):
     benchmark.group = "fast-schnet-paired"
     x1 = cpnx.positions[None].copy()
     x32 = np.stack([a.positions for a in replicas])
-    pots = {k: _pot(models, k, cpnx.numbers) for k in ("torchscript", "fast", "fast64")}
+    pots = {k: _pot(models, k, cpnx.numbers) for k in ("torchscript", "fast", "fast64", "fast_avx2") if k in models}
     b32 = {k: _pot(models, k, cpnx.numbers) for k in ("torchscript", "fast")}
     for p in pots.values():
         p.compute(x1)
     for p in b32.values():
         p.compute(x32)
-    times = {k: [] for k in ("torchscript", "fast", "fast64", "torchscript_32", "fast_32", "mm")}
+    times = {k: [] for k in list(pots) + ["torchscript_32", "fast_32", "mm"]}
     a = torch.randn(48, 128)
     w = torch.randn(128, 128)
     out = torch.empty(48, 128)
@@ -205,8 +208,11 @@ def test_paired_ratios_and_roofline(benchmark, models, cpnx, replicas):
         "flops_per_call": fl, "half_pairs": P, "fast_gflops": rate / 1e9,
         "torch_mm_48x128x128_gflops": gemm_rate / 1e9,
         "fraction_of_gemm_rate": rate / gemm_rate,
-        "table_info": fast.table_info, "loadavg": os.getloadavg(),
+        "table_info": fast.table_info, "loadavg": os.getloadavg(), "isa": fast.isa,
     }
+    if "fast_avx2" in times:
+        summary["speedup_call_1_avx2"] = float(np.median(np.array(times["torchscript"]) / np.array(times["fast_avx2"])))
+        summary["avx2_over_fast"] = float(np.median(np.array(times["fast_avx2"]) / np.array(times["fast"])))
     benchmark.extra_info.update(summary)
     print("\nfast SchNet paired summary:")
     for k, v in summary.items():
