@@ -130,7 +130,7 @@ struct PaiNNPacked {
   T eps = T(0);
   // per slot: (n_int + 1) nodes of 6F values: chunks of L features (L = the vector width for the
   // vectorised feature counts, else L = F), each [part s = scalar, r-direction, vector][W | h dW/dr][L]
-  std::vector<std::vector<T>> nodes;
+  std::vector<avector<T>> nodes;
   std::vector<T> embedding;           // max_z x F
   std::vector<T> x0;                  // max_z x 3F: context_net of interaction 0 (a function of Z only)
   std::vector<Block> blocks;
@@ -169,7 +169,7 @@ std::unique_ptr<PaiNNPacked<T>> pack(const PaiNNWeights& w, int n_int, const std
   p->eps = static_cast<T>(w.epsilon);
   const int C = 3 * F;
   for (const auto& nd : nodes) {  // canonical [W (3F) | h dW/dr (3F)] per node -> chunked layout
-    std::vector<T> t(nd.size());
+    avector<T> t(nd.size());
     for (int k = 0; k <= n_int; ++k)
       for (int s = 0; s < 3; ++s)
         for (int ym = 0; ym < 2; ++ym)
@@ -287,12 +287,13 @@ namespace {
 template <typename T>
 struct Ws {
   // forward, kept for the backward pass (per interaction t)
-  std::vector<std::vector<T>> x, dctx, mu, Y, vn, s, a, dint;  // vn: 1 / |V|
-  std::vector<T> q, mid, ctx, hbuf;
+  // (64-byte aligned: rows of F floats are whole cache lines apart)
+  std::vector<avector<T>> x, dctx, mu, Y, vn, s, a, dint;  // vn: 1 / |V|
+  avector<T> q, mid, ctx, hbuf;
   // backward
-  std::vector<T> gq, gmu, gmu2, gx, ga, gh, gctx, gY;
-  std::vector<std::vector<T>> ro_z, ro_d;
-  std::vector<T> ro_g, ro_tmp;
+  avector<T> gq, gmu, gmu2, gx, ga, gh, gctx, gY;
+  std::vector<avector<T>> ro_z, ro_d;
+  avector<T> ro_g, ro_tmp;
   // pairs
   std::vector<int> pk;
   std::vector<T> hb, u;

@@ -18,7 +18,7 @@ template <typename T>
 struct Packed {
   struct Interaction {
     PackedLayer<T> in2f, f2out1, f2out2;
-    std::vector<T> coef;  // n_intervals * 4 * n_filters: cubic c0..c3 per interval in t in [0,1)
+    avector<T> coef;  // n_intervals * 4 * n_filters: cubic c0..c3 per interval in t in [0,1)
   };
   int F = 0, Fi = 0, n_int = 0;
   Isa isa = Isa::Generic;  // the kernels' instruction set (and the GEMM panels' width)
@@ -213,8 +213,8 @@ namespace {
 // Scratch arrays of one thread for M atoms and P half pairs.
 template <typename T>
 struct Ws {
-  std::vector<T> x, m, a, v, gx, ga, gm, gh, ro_tmp, ro_g;
-  std::vector<std::vector<T>> h, d1, ro_z, ro_d;  // per interaction / per readout layer
+  avector<T> x, m, a, v, gx, ga, gm, gh, ro_tmp, ro_g;  // 64-byte aligned rows
+  std::vector<avector<T>> h, d1, ro_z, ro_d;  // per interaction / per readout layer
   std::vector<int> pk;
   std::vector<T> pt;
   std::vector<double> dedr;

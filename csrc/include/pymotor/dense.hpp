@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -27,6 +28,25 @@ struct DenseLayer {
 };
 
 namespace dense {
+
+// std::allocator with 64-byte (cache-line, zmm) alignment: the kernels' rows and panels are multiples
+// of 64 bytes apart, so with an aligned base no vector load or store straddles two cache lines.
+template <typename T>
+struct AlignedAllocator {
+  using value_type = T;
+  static constexpr std::size_t kAlign = 64;
+  AlignedAllocator() noexcept = default;
+  template <typename U>
+  AlignedAllocator(const AlignedAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(kAlign))); }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, std::align_val_t(kAlign)); }
+  template <typename U>
+  bool operator==(const AlignedAllocator<U>&) const noexcept { return true; }
+  template <typename U>
+  bool operator!=(const AlignedAllocator<U>&) const noexcept { return false; }
+};
+template <typename T>
+using avector = std::vector<T, AlignedAllocator<T>>;
 
 constexpr double kLn2 = 0.69314718055994530942;
 
@@ -231,7 +251,7 @@ struct PackedMatrix {
   int K = 0, N = 0, NB = 64 / static_cast<int>(sizeof(T));
   Isa isa = Isa::AVX2;
   std::vector<T> rows;    // K x N row-major
-  std::vector<T> panels;  // ceil(N / NB) panels of K x NB
+  avector<T> panels;      // ceil(N / NB) panels of K x NB
   PackedMatrix() = default;
   // B given row-major (K x N) in double, or transposed (N x K) when `transposed`.
   PackedMatrix(int K_, int N_, const double* B, bool transposed, Isa isa_ = Isa::AVX2)
