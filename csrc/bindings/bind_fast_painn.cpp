@@ -70,7 +70,7 @@ void bind_fast_painn(py::module_& m) {
           }),
           py::arg("model"), py::arg("atomic_numbers"), py::arg("cutoff_A"), py::arg("skin_A"),
           py::arg("length_unit_A"), py::arg("energy_unit_eV"), py::arg("energy_offset_eV"), py::arg("n_threads") = 1,
-          py::arg("block_atoms") = 256)
+          py::arg("block_atoms") = 64)
       .def_property("block_atoms", &FastPaiNNPotential::block_atoms, &FastPaiNNPotential::set_block_atoms,
                     "Replicas are evaluated in blocks of at most this many atoms (at least one replica).");
   def_potential_common<FastPaiNNPotential>(

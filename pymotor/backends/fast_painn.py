@@ -116,7 +116,8 @@ class FastPaiNNModel(TabulatedModel):
         OpenMP threads over replicas; 1 (default) or 0 to follow the OpenMP setting.
     block_atoms
         Replicas are evaluated in blocks of at most this many atoms (at least one replica), so that
-        the intermediate arrays of a block stay in the caches.
+        the intermediate arrays of a block (~30 KB per atom for 128 features) stay in the caches.
+        64 (default): one CPNX per block, 6 % faster per replica than blocks of 256 atoms.
     check
         Compare with the TorchScript model on a small test molecule at load time.
     isa
@@ -132,7 +133,7 @@ class FastPaiNNModel(TabulatedModel):
 
     def __init__(self, path: str | os.PathLike | ModelFile, energy_unit: str | None = None,
                  length_unit: str | None = None, device: str | None = None, dtype: str = "float32",
-                 n_intervals: int = 0, tolerance: float = 2e-7, n_threads: int = 1, block_atoms: int = 256,
+                 n_intervals: int = 0, tolerance: float = 2e-7, n_threads: int = 1, block_atoms: int = 64,
                  check: bool = True, isa: str = "auto"):
         if int(block_atoms) < 1:
             raise ValueError(f"`block_atoms` must be >= 1, got {block_atoms}")

@@ -97,7 +97,7 @@ class FastPaiNNPotential : public FastPotentialBase {
   // block_atoms: replicas are evaluated in blocks of at most this many atoms (at least one replica).
   FastPaiNNPotential(std::shared_ptr<const FastPaiNNModel> model, std::vector<int64_t> atomic_numbers,
                      double cutoff_A, double skin_A, double length_unit_A, double energy_unit_eV,
-                     double energy_offset_eV, int n_threads = 1, int block_atoms = 256);
+                     double energy_offset_eV, int n_threads = 1, int block_atoms = 64);
   ~FastPaiNNPotential() override;
   void compute(const double*, int, int, double*, double*) override;
   std::string name() const override { return "fast-painn"; }
