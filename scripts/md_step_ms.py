@@ -4,7 +4,7 @@ side by side (interleaved rounds, one thread; medians), for the model table of d
     OMP_NUM_THREADS=1 python scripts/md_step_ms.py cpnx-schnet:fast cpnx-painn:fast \\
         cpnx-painn:fast:avx2 cpnx-painn:torchscript --steps 200 --rounds 5
 
-A third field picks the fast PaiNN's instruction set (avx512, avx2, generic; default: the widest).
+A third field picks the fast evaluators' instruction set (avx512, avx2, generic; default: the widest).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import numpy as np
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("specs", nargs="+", metavar="MODEL:BACKEND[:ISA]",
-                    help="shipped name or file, a backend, and optionally the fast PaiNN's instruction set")
+                    help="shipped name or file, a backend, and optionally the fast evaluators' instruction set")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args(argv)
@@ -27,14 +27,15 @@ def main(argv=None) -> int:
 
     import pymotor
     from pymotor import models
+    from pymotor.backends.tabulated import ISA_NAMES
 
     torch.set_num_threads(1)
     atoms = pymotor.data.cpnx()
     runs = {}
     for spec in args.specs:
         options = {}
-        if spec.count(":") >= 2 and spec.rsplit(":", 1)[1] in ("avx512", "avx2", "generic"):
-            spec_mb, _, options["isa"] = spec.rpartition(":")  # MODEL:BACKEND:ISA (fast PaiNN kernels)
+        if spec.count(":") >= 2 and spec.rsplit(":", 1)[1] in ISA_NAMES:
+            spec_mb, _, options["isa"] = spec.rpartition(":")  # MODEL:BACKEND:ISA (fast kernels)
         else:
             spec_mb = spec
         name, _, backend = spec_mb.rpartition(":")

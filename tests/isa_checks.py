@@ -8,10 +8,10 @@ import numpy as np
 
 import pymotor
 from pymotor import _core
+from pymotor.backends.tabulated import ISA_NAMES
 
-#: The sets this CPU can run, widest first.
-AVAILABLE_ISAS = {"avx512": ["avx512", "avx2", "generic"], "avx2": ["avx2", "generic"],
-                  "generic": ["generic"]}[_core.best_isa()]
+#: The sets this CPU can run, widest first (ISA_NAMES after "auto" go from widest to generic).
+AVAILABLE_ISAS = list(ISA_NAMES[ISA_NAMES.index(_core.best_isa()):])
 
 
 def assert_every_isa_gives_the_same_numbers(path: str, backend: str, numbers, pos, dtype: str, label: str) -> None:

@@ -90,7 +90,8 @@ void bind_fast_painn(py::module_& m) {
         const Isa isa = isa_from_name(isa_name_, "dense_layer_loop");
         py::gil_scoped_release release;
         const dense::PackedLayer<float> p(d, isa);
-        std::vector<float> x(static_cast<size_t>(rows) * d.n_in), y(static_cast<size_t>(rows) * d.n_out);
+        // aligned as the evaluators' rows are
+        dense::avector<float> x(static_cast<size_t>(rows) * d.n_in), y(static_cast<size_t>(rows) * d.n_out);
         for (size_t k = 0; k < x.size(); ++k) x[k] = static_cast<float>((k * 7919) % 1000) * 1e-3f - 0.5f;
         for (int r = 0; r < repeats; ++r) p.forward(rows, x.data(), d.n_in, y.data(), d.n_out);
         return static_cast<double>(y[0]);

@@ -248,14 +248,14 @@ struct PackedDense {
 // and with it the panel width; AVX2 falls back to the generic kernel on a CPU without it.
 template <typename T>
 struct PackedMatrix {
-  int K = 0, N = 0, NB = 64 / static_cast<int>(sizeof(T));
-  Isa isa = Isa::AVX2;
+  int K = 0, N = 0;
+  Isa isa = Isa::Generic;
   std::vector<T> rows;    // K x N row-major
-  avector<T> panels;      // ceil(N / NB) panels of K x NB
+  avector<T> panels;      // ceil(N / NB) panels of K x NB, NB = two vectors of `isa`
   PackedMatrix() = default;
   // B given row-major (K x N) in double, or transposed (N x K) when `transposed`.
-  PackedMatrix(int K_, int N_, const double* B, bool transposed, Isa isa_ = Isa::AVX2)
-      : K(K_), N(N_), NB(2 * isa_vector_bytes(isa_) / static_cast<int>(sizeof(T))), isa(isa_) {
+  PackedMatrix(int K_, int N_, const double* B, bool transposed, Isa isa_) : K(K_), N(N_), isa(isa_) {
+    const int NB = 2 * isa_vector_bytes(isa) / static_cast<int>(sizeof(T));
     rows.resize(static_cast<size_t>(K) * N);
     for (int k = 0; k < K; ++k)
       for (int n = 0; n < N; ++n)
@@ -391,7 +391,7 @@ struct PackedLayer {
   std::vector<T> b;          // n_out (zeros without bias)
   Activation act = Activation::None;
   PackedLayer() = default;
-  explicit PackedLayer(const DenseLayer& d, Isa isa = Isa::AVX2)
+  explicit PackedLayer(const DenseLayer& d, Isa isa)
       : n_in(d.n_in), n_out(d.n_out), fwd(d.n_in, d.n_out, d.weight.data(), true, isa),
         bwd(d.n_out, d.n_in, d.weight.data(), false, isa), b(d.n_out, T(0)), act(d.activation) {
     for (size_t k = 0; k < d.bias.size(); ++k) b[k] = static_cast<T>(d.bias[k]);
